@@ -1,0 +1,48 @@
+# The two commands a newcomer runs: `make dev` (the working platform) and `make test`.
+SHELL := /bin/bash
+# Python 3.12 is what the z2jh 4.4.0 hub image runs; fall back to any python3 >= 3.11.
+PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3))
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: dev dev-down test lint unit integration venv platform-up platform-down schema clean
+
+$(STAMP): pyproject.toml requirements/hub-image.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements/hub-image.txt -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check hub_config tests scripts benchmarks
+	$(VENV)/bin/ruff format --check hub_config tests scripts benchmarks
+	$(VENV)/bin/mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit -q
+
+integration: $(STAMP)
+	$(PY) -m pytest tests/integration -q
+
+test: lint
+	$(PY) -m pytest tests -q
+
+schema: $(STAMP)
+	$(PY) -m hub_config schema --chart chart/values.schema.json
+
+platform-up: $(STAMP)
+	PYTHONPATH=scripts $(PY) -m localplatform up
+
+platform-down: $(STAMP)
+	PYTHONPATH=scripts $(PY) -m localplatform down
+
+dev: $(STAMP)
+	PYTHONPATH=scripts $(PY) -m localplatform dev
+
+dev-down: platform-down
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

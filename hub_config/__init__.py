@@ -1,0 +1,1 @@
+"""datalake-hub's configuration package, run inside the stock z2jh hub image."""
