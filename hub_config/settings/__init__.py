@@ -1,0 +1,33 @@
+"""Typed settings of the whole distribution (the chart's `datalake:` values block)."""
+
+from .iam import ClientSecretSource, GroupsClaim, IAMEndpoints, IAMSettings
+from .model import Announcement, ProfilesSettings, Settings, problems_from_validation
+from .rucio import RucioExtension, RucioInstance, RucioSettings, TokenExchange
+from .spawner import GPUSettings, ImageSettings, SpawnerSettings, Toleration
+from .storage import CVMFSMount, EOSMount, HomeStorage, NFSShare, ScratchSpace, SharedVolume, StorageSettings
+
+__all__ = [
+    "Announcement",
+    "CVMFSMount",
+    "ClientSecretSource",
+    "EOSMount",
+    "GPUSettings",
+    "GroupsClaim",
+    "HomeStorage",
+    "IAMEndpoints",
+    "IAMSettings",
+    "ImageSettings",
+    "NFSShare",
+    "ProfilesSettings",
+    "RucioExtension",
+    "RucioInstance",
+    "RucioSettings",
+    "ScratchSpace",
+    "Settings",
+    "SharedVolume",
+    "SpawnerSettings",
+    "StorageSettings",
+    "TokenExchange",
+    "Toleration",
+    "problems_from_validation",
+]

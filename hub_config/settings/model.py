@@ -1,0 +1,106 @@
+"""The one settings model: the `datalake:` block of the chart's values.
+
+The chart renders that block into a file the hub reads at start (`Settings.from_file`); the same
+model generates `chart/values.schema.json`, so `helm install` refuses what the hub would refuse.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, model_validator
+
+from ..errors import ConfigError, Problem
+from ..profiles.model import Profile
+from ..yamlsource import Document, parse_yaml
+from ._base import AbsPath, NonEmptyStr, Strict
+from .iam import IAMSettings
+from .rucio import RucioSettings
+from .spawner import ImageSettings, SpawnerSettings
+from .storage import StorageSettings
+
+__all__ = ["Announcement", "ProfilesSettings", "Settings", "problems_from_validation"]
+
+
+class Announcement(Strict):
+    """A banner on the login, home and spawn pages (maintenance notices)."""
+
+    text: NonEmptyStr = Field(description="Text of the banner (plain text; links are made clickable).")
+    level: str = Field("info", pattern="^(info|warning|danger)$", description="`info`, `warning` or `danger`.")
+
+
+class ProfilesSettings(Strict):
+    """Where server options come from."""
+
+    directory: AbsPath | None = Field(
+        "/etc/datalake/profiles",
+        description="Directory of profile YAML files in the hub (the profiles ConfigMap). Null: inline only.",
+    )
+    inline: list[Profile] = Field(default_factory=list, description="Profiles written directly in values.")
+    reload_seconds: float = Field(30, ge=1, le=3600, description="How often the hub checks the directory for changes.")
+
+
+class Settings(Strict):
+    """Everything datalake-hub adds on top of z2jh."""
+
+    site_name: NonEmptyStr = Field("datalake-hub", description="Name shown on the login page and titles.")
+    iam: IAMSettings = Field(description="Sign-in with ESCAPE IAM.")
+    rucio: RucioSettings = Field(default_factory=lambda: RucioSettings(), description="Rucio instances.")
+    storage: StorageSettings = Field(default_factory=lambda: StorageSettings(), description="Volumes.")
+    profiles: ProfilesSettings = Field(default_factory=lambda: ProfilesSettings(), description="Server options.")
+    images: ImageSettings = Field(default_factory=lambda: ImageSettings(), description="Our image family.")
+    spawner: SpawnerSettings = Field(default_factory=lambda: SpawnerSettings(), description="Server defaults.")
+    announcement: Announcement | None = Field(None, description="Banner; null shows none.")
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Settings:
+        mounts = self.storage.mount_names
+        for inst in self.rucio.instances:
+            ext = inst.extension
+            if ext.rse_mount is not None and ext.rse_mount not in mounts:
+                raise ValueError(
+                    f"rucio instance {inst.name!r}: extension.rse_mount {ext.rse_mount!r} is not a storage "
+                    f"mount (known: {sorted(mounts) or 'none'})"
+                )
+        return self
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Settings:
+        """Read settings from a YAML (or JSON) file; raise :class:`ConfigError` naming file:line and key."""
+        path = Path(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as err:
+            raise ConfigError([Problem(str(path), None, "", f"cannot read: {err.strerror}")]) from None
+        return cls.from_document(parse_yaml(raw, str(path)))
+
+    @classmethod
+    def from_document(cls, doc: Document) -> Settings:
+        """Validate a parsed document; the whole file is the `datalake:` block."""
+        data = doc.data
+        if not isinstance(data, dict):
+            raise ConfigError([doc.problem((), "expected a mapping of settings (the `datalake:` block)")])
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise ConfigError(problems_from_validation(err, doc)) from None
+
+
+def problems_from_validation(err: ValidationError, doc: Document, prefix: tuple[str | int, ...] = ()) -> list[Problem]:
+    """One :class:`Problem` per pydantic error, located in ``doc`` with the error's key path."""
+    problems: list[Problem] = []
+    for e in err.errors(include_url=False):
+        loc = (*prefix, *(p for p in e["loc"] if isinstance(p, str | int)))
+        problems.append(doc.problem(loc, _message(e)))
+    return problems
+
+
+def _message(e: Any) -> str:
+    kind = e.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling; see `python -m hub_config schema`)"
+    if kind == "missing":
+        return "required key is missing"
+    msg = str(e.get("msg", "invalid value"))
+    return msg.removeprefix("Value error, ")

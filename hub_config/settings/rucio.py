@@ -1,0 +1,144 @@
+"""Settings of the Rucio instances every notebook gets a working client for."""
+
+from __future__ import annotations
+
+import string
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ._base import AbsPath, HttpsUrl, HttpUrl, K8sName, NonEmptyStr, Strict
+
+__all__ = ["ACCOUNT_FIELDS", "RucioExtension", "RucioInstance", "RucioSettings", "TokenExchange"]
+
+ACCOUNT_FIELDS = frozenset({"username", "preferred_username", "sub", "email_local"})
+"""Placeholders an `account_template` may use."""
+
+
+class TokenExchange(Strict):
+    """How the hub obtains the token the notebook presents to this Rucio instance."""
+
+    enabled: bool = Field(
+        True,
+        description="Exchange the user's access token (RFC 8693) for one with this audience and scope. "
+        "Off reuses the login access token, which must then already carry them.",
+    )
+    audience: NonEmptyStr = Field("rucio", description="Audience requested (Rucio checks `aud` ∋ this).")
+    scope: NonEmptyStr = Field(
+        "openid profile offline_access",
+        description="Scope requested; Rucio requires at least `openid profile`.",
+    )
+
+    @model_validator(mode="after")
+    def _scope_has_rucio_minimum(self) -> TokenExchange:
+        missing = {"openid", "profile"} - set(self.scope.split())
+        if missing:
+            raise ValueError(f"scope lacks {' and '.join(sorted(missing))}: Rucio rejects such tokens")
+        return self
+
+
+class RucioExtension(Strict):
+    """rucio-jupyterlab settings for this instance."""
+
+    mode: Literal["download", "replica"] = Field(
+        "download",
+        description="`replica` reads files where an RSE is mounted in the notebook; `download` fetches them. "
+        "Profiles that do not mount `rse_mount` fall back to download.",
+    )
+    destination_rse: NonEmptyStr | None = Field(None, description="RSE replicas are made to (replica mode).")
+    rse_mount: K8sName | None = Field(
+        None, description="Name of the storage entry (e.g. an EOS mount) where `destination_rse` is mounted."
+    )
+    rse_mount_path: AbsPath | None = Field(None, description="Path of the RSE's root inside the notebook.")
+    path_begins_at: int = Field(0, ge=0, description="Index of the PFN path component the mount starts at.")
+    replication_rule_lifetime_days: int | None = Field(None, ge=1, description="Lifetime of replication rules.")
+    cache_expires_at: int | None = Field(None, ge=0, description="Extension cache lifetime (seconds).")
+    wildcard_enabled: bool = Field(False, description="Allow wildcard DID searches in the panel.")
+    app_id: NonEmptyStr | None = Field(None, description="Rucio `app_id` sent by the extension.")
+
+    @model_validator(mode="after")
+    def _replica_needs_rse(self) -> RucioExtension:
+        if self.mode == "replica":
+            missing = [k for k in ("destination_rse", "rse_mount", "rse_mount_path") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"replica mode needs {', '.join(missing)}")
+        return self
+
+
+class RucioInstance(Strict):
+    """One Rucio deployment the users work with."""
+
+    name: K8sName = Field(description="Short name; file names and the extension's instance id.")
+    display_name: NonEmptyStr = Field(description="Name shown in the JupyterLab Rucio panel.")
+    rucio_host: HttpUrl = Field(description="Rucio server URL.")
+    auth_host: HttpUrl = Field(description="Rucio authentication server URL.")
+    webui_url: HttpsUrl | None = Field(None, description="Rucio web UI URL shown in the panel.")
+    ca_cert: AbsPath | None = Field(
+        "/etc/ssl/certs/ca-certificates.crt",
+        description="CA bundle path inside the notebook used to verify Rucio's certificate.",
+    )
+    vo: NonEmptyStr | None = Field(None, description="Rucio VO (multi-VO deployments only).")
+    site_name: NonEmptyStr | None = Field(None, description="Site name reported by the extension.")
+    account_claim: NonEmptyStr | None = Field(
+        None, description="Claim holding the Rucio account name; takes precedence over `account_template`."
+    )
+    account_template: NonEmptyStr = Field(
+        "{username}",
+        description="Rucio account from a template over {username}, {preferred_username}, {sub}, {email_local}.",
+    )
+    token_exchange: TokenExchange = Field(
+        default_factory=lambda: TokenExchange(), description="How this instance's token is obtained."
+    )
+    extension: RucioExtension = Field(
+        default_factory=lambda: RucioExtension(), description="JupyterLab extension settings."
+    )
+    request_retries: int = Field(3, ge=0, le=20, description="Client `request_retries`.")
+
+    @model_validator(mode="after")
+    def _template_fields_known(self) -> RucioInstance:
+        names = {f for _, f, _, _ in string.Formatter().parse(self.account_template) if f is not None}
+        unknown = names - ACCOUNT_FIELDS
+        if unknown or any(not n for n in names):
+            raise ValueError(
+                f"account_template uses unknown placeholder(s) {sorted(unknown) or ['{}']}; "
+                f"known: {sorted(ACCOUNT_FIELDS)}"
+            )
+        return self
+
+
+class RucioSettings(Strict):
+    """Rucio for every notebook: config files and tokens in a per-server Secret."""
+
+    instances: list[RucioInstance] = Field(default_factory=list, description="Rucio instances (none: no Rucio).")
+    default_instance: K8sName | None = Field(
+        None, description="Instance `rucio.cfg` and the extension default to; null means the first."
+    )
+    mount_path: AbsPath = Field(
+        "/etc/datalake/rucio",
+        description="Directory the per-server Secret is mounted at (whole directory, so rotation shows).",
+    )
+    refresh_margin_seconds: int = Field(
+        300, ge=10, description="Rotate a notebook's tokens when they have less than this left."
+    )
+    max_concurrent_rotations: int = Field(
+        8, ge=1, le=256, description="Token rotations the hub runs at once (IdP and API server protection)."
+    )
+    check_interval_seconds: int = Field(30, ge=1, le=3600, description="How often the rotator looks for work.")
+
+    @model_validator(mode="after")
+    def _names_consistent(self) -> RucioSettings:
+        names = [i.name for i in self.instances]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate instance name(s): {', '.join(dupes)}")
+        if self.default_instance is not None and self.default_instance not in names:
+            raise ValueError(f"default_instance {self.default_instance!r} is not one of the instances {names}")
+        return self
+
+    @property
+    def default(self) -> RucioInstance | None:
+        """The instance `rucio.cfg` points at."""
+        if not self.instances:
+            return None
+        name = self.default_instance or self.instances[0].name
+        return next(i for i in self.instances if i.name == name)

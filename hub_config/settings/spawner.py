@@ -1,0 +1,62 @@
+"""Settings shared by every server: identity inside the pod, timeouts, GPU scheduling, images."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ._base import AbsPath, NonEmptyStr, Strict
+
+__all__ = ["GPUSettings", "ImageSettings", "SpawnerSettings", "Toleration"]
+
+
+class Toleration(Strict):
+    """A Kubernetes toleration (the fields KubeSpawner passes through)."""
+
+    key: NonEmptyStr | None = Field(None, description="Taint key.")
+    operator: str = Field("Equal", pattern="^(Equal|Exists)$", description="`Equal` or `Exists`.")
+    value: NonEmptyStr | None = Field(None, description="Taint value (with `Equal`).")
+    effect: str | None = Field(
+        None,
+        pattern="^(NoSchedule|PreferNoSchedule|NoExecute)$",
+        description="Taint effect; null matches all.",
+    )
+
+
+class GPUSettings(Strict):
+    """How a GPU choice reaches the scheduler."""
+
+    resource_name: NonEmptyStr = Field("nvidia.com/gpu", description="Extended resource name of a GPU.")
+    node_selector: dict[str, str] = Field(
+        default_factory=lambda: {"nvidia.com/gpu.present": "true"},
+        description="Node labels GPU servers are scheduled on.",
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=lambda: [Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
+        description="Tolerations for the GPU nodes' taints.",
+    )
+
+
+class ImageSettings(Strict):
+    """Where profile images with a bare name (`datalake-hep`) are pulled from."""
+
+    registry: NonEmptyStr = Field("ghcr.io/datalake-hub", description="Registry and namespace of our images.")
+    tag: NonEmptyStr = Field("2026.11", description="Tag of our image family.")
+    pull_policy: str = Field("IfNotPresent", pattern="^(Always|IfNotPresent|Never)$", description="Pull policy.")
+
+
+class SpawnerSettings(Strict):
+    """Defaults for every notebook server."""
+
+    uid: int = Field(1000, ge=1, description="User id the notebook runs as (never root).")
+    gid: int = Field(100, ge=0, description="Primary group id.")
+    fs_group: int = Field(100, ge=0, description="fsGroup: group owning mounted volumes.")
+    default_url: NonEmptyStr = Field("/lab", description="Where users land.")
+    start_timeout_seconds: int = Field(600, ge=30, description="Time a server may take to start (image pulls).")
+    http_timeout_seconds: int = Field(120, ge=10, description="Time a started server may take to answer.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels every server needs.")
+    extra_labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on notebook pods.")
+    gpu: GPUSettings = Field(default_factory=lambda: GPUSettings(), description="GPU scheduling.")
+    startup_script: AbsPath | None = Field(
+        "/home/jovyan/.jupyterlabrc",
+        description="Personal start-up script the images source when present (documented for users).",
+    )

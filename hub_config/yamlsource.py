@@ -1,0 +1,175 @@
+"""YAML read with positions, so validation errors can say ``file:line``.
+
+PyYAML's ``safe_load`` forgets where each value came from and silently keeps the last of two
+duplicate keys. We compose the node graph instead, convert it to plain Python ourselves and
+keep a map from key path to line; duplicate keys become problems rather than lost settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError, Problem, format_path
+
+__all__ = ["Document", "parse_yaml"]
+
+KeyPath = tuple[str | int, ...]
+
+MAX_NODES = 50_000
+"""Values a document may expand to; aliases can otherwise blow a small file up exponentially."""
+MAX_DEPTH = 64
+
+
+class _TooLarge(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed YAML document: its data and the line of every key path in it."""
+
+    source: str
+    data: Any
+    lines: dict[KeyPath, int] = field(default_factory=dict)
+
+    def line_of(self, path: Sequence[str | int]) -> int | None:
+        """Line of ``path``, or of its nearest ancestor that has one."""
+        key = tuple(path)
+        while key:
+            if key in self.lines:
+                return self.lines[key]
+            key = key[:-1]
+        return self.lines.get((), None)
+
+    def problem(self, path: Sequence[str | int], message: str) -> Problem:
+        """A :class:`Problem` located at ``path``."""
+        return Problem(self.source, self.line_of(path), format_path(path), message)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose resolver we use only to compose nodes (no object construction)."""
+
+
+def parse_yaml(text: str | bytes, source: str) -> Document:
+    """Parse one YAML document; raise :class:`ConfigError` for syntax errors and duplicate keys."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError([Problem(source, None, "", f"not UTF-8 text ({err.reason})")]) from None
+    try:
+        nodes = list(yaml.compose_all(text, Loader=_Loader))
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = mark.line + 1 if mark is not None else None
+        msg = " ".join(s for s in (err.context, err.problem) if s) or "invalid YAML"
+        raise ConfigError([Problem(source, line, "", f"YAML syntax error: {msg}")]) from None
+    except yaml.YAMLError as err:  # reader errors (control characters) carry no mark type
+        raise ConfigError([Problem(source, None, "", f"YAML error: {err}")]) from None
+    if len(nodes) > 1:
+        line = nodes[1].start_mark.line + 1
+        raise ConfigError([Problem(source, line, "", "expected one YAML document, found several")])
+    lines: dict[KeyPath, int] = {}
+    problems: list[Problem] = []
+    budget = [MAX_NODES]
+    try:
+        data = _convert(nodes[0], (), lines, problems, source, budget) if nodes else None
+    except _TooLarge:
+        raise ConfigError(
+            [
+                Problem(
+                    source,
+                    None,
+                    "",
+                    f"document too large or too deeply nested (aliases expand to over {MAX_NODES} values)",
+                )
+            ]
+        ) from None
+    if problems:
+        raise ConfigError(problems)
+    return Document(source=source, data=data, lines=lines)
+
+
+def _convert(
+    node: yaml.Node,
+    path: KeyPath,
+    lines: dict[KeyPath, int],
+    problems: list[Problem],
+    source: str,
+    budget: list[int],
+) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0 or len(path) > MAX_DEPTH:
+        raise _TooLarge
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                problems.append(
+                    Problem(
+                        source,
+                        key_node.start_mark.line + 1,
+                        format_path(path),
+                        "merge keys (<<) are not supported",
+                    )
+                )
+                continue
+            key = _scalar(key_node, problems, source, path)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                problems.append(
+                    Problem(
+                        source,
+                        key_node.start_mark.line + 1,
+                        format_path(path),
+                        "mapping keys must be plain scalars",
+                    )
+                )
+                continue
+            str_key = str(key) if not isinstance(key, str) else key
+            child = (*path, str_key)
+            if str_key in out:
+                problems.append(
+                    Problem(
+                        source,
+                        key_node.start_mark.line + 1,
+                        format_path(child),
+                        f"duplicate key (first set on line {lines.get(child, '?')})",
+                    )
+                )
+                continue
+            lines[child] = key_node.start_mark.line + 1
+            out[str_key] = _convert(value_node, child, lines, problems, source, budget)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(item, (*path, i), lines, problems, source, budget) for i, item in enumerate(node.value)]
+    return _scalar(node, problems, source, path)
+
+
+def _scalar(node: yaml.Node, problems: list[Problem], source: str, path: KeyPath) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        problems.append(Problem(source, node.start_mark.line + 1, format_path(path), "expected a scalar"))
+        return None
+    try:
+        return _construct_scalar_value(node)
+    except (yaml.YAMLError, ValueError, OverflowError) as err:
+        problems.append(Problem(source, node.start_mark.line + 1, format_path(path), f"bad value: {err}"))
+        return None
+
+
+def _construct_scalar_value(node: yaml.ScalarNode) -> Any:
+    """Construct one scalar with SafeLoader's resolvers (int, float, bool, null, timestamps as text)."""
+    loader = _Loader("")
+    try:
+        if node.tag == "tag:yaml.org,2002:timestamp":
+            return str(node.value)  # dates stay text: settings never want datetime objects
+        if node.tag in loader.yaml_constructors and node.tag.startswith("tag:yaml.org,2002:"):
+            return loader.yaml_constructors[node.tag](loader, node)
+        return str(node.value)
+    finally:
+        loader.dispose()
+
