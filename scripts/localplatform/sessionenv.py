@@ -1,0 +1,125 @@
+"""The Python environment notebook servers run from on the local platform.
+
+There is no container engine here, so the node agent cannot pull the notebook image; instead it
+runs the container's command from this venv, which holds what the image would
+(``jupyterhub-singleuser``, JupyterLab 4, ``notebook<7``, ``rucio-clients``, ``rucio-jupyterlab``).
+Building it takes about two minutes, so it is cached under ``~/.cache/datalake-hub/venvs/``,
+keyed by a hash of ``session-requirements.txt`` (and the interpreter's version): changing a pin
+builds a new venv, everything else reuses the old one.
+
+``python -m localplatform.sessionenv`` builds it and prints its path.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .base import CACHE_DIR, PlatformError
+
+__all__ = ["REQUIREMENTS", "ensure_session_venv", "session_python"]
+
+log = logging.getLogger("localplatform.sessionenv")
+
+REQUIREMENTS = Path(__file__).with_name("session-requirements.txt")
+"""Fully pinned requirements of the session venv."""
+
+_INSTALL_TIMEOUT = 1200.0
+"""Seconds a cold ``pip install`` may take before we give up (it takes ~2 minutes normally)."""
+
+_READY = ".ready"
+"""Marker written last, so a half-built venv (interrupted install) is never taken as ready."""
+
+
+def session_python() -> str:
+    """The interpreter to build the venv from: pyenv's 3.12 (what the image has) if present."""
+    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")))
+    if candidates:
+        return candidates[-1]
+    found = shutil.which("python3")
+    if not found:
+        raise PlatformError("no python3 to build the session venv from")
+    return found
+
+
+def _interpreter_version(python: str) -> str:
+    out = subprocess.run(
+        [python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return out.stdout.strip()
+
+
+def _key(python: str) -> str:
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes())
+    digest.update(_interpreter_version(python).encode())
+    return digest.hexdigest()[:16]
+
+
+def ensure_session_venv(cache: Path | None = None) -> Path:
+    """Return the session venv's directory, building it first if this requirements set has none.
+
+    A file lock serialises concurrent callers (two test sessions, or ``up`` racing ``make dev``).
+    The venv is built in place (a venv cannot be moved: its scripts' shebangs name its path) and
+    the ``.ready`` marker is written last, so an interrupted build is discarded, never used.
+    """
+    python = session_python()
+    root = (cache or CACHE_DIR) / "venvs"
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / f"session-{_key(python)}"
+    if (target / _READY).exists():
+        return target
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / _READY).exists():
+            return target
+        building = target
+        shutil.rmtree(building, ignore_errors=True)
+        started = time.monotonic()
+        log.info("building session venv %s from %s (takes ~2 min)", target, python)
+        try:
+            subprocess.run([python, "-m", "venv", str(building)], check=True, timeout=300)
+            pip = [str(building / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
+            subprocess.run([*pip, "install", "--quiet", "--upgrade", "pip"], check=True, timeout=300)
+            subprocess.run(
+                [*pip, "install", "--quiet", "--no-deps", "-r", str(REQUIREMENTS)],
+                check=True,
+                timeout=_INSTALL_TIMEOUT,
+            )
+            subprocess.run([*pip, "check"], check=True, timeout=120, capture_output=True, text=True)
+        except subprocess.CalledProcessError as err:
+            shutil.rmtree(building, ignore_errors=True)
+            detail = (err.stdout or "") + (err.stderr or "") if isinstance(err.stdout, str) else ""
+            raise PlatformError(f"building the session venv failed: {err}\n{detail}") from err
+        except subprocess.TimeoutExpired as err:
+            shutil.rmtree(building, ignore_errors=True)
+            raise PlatformError(f"building the session venv timed out: {err}") from err
+        (target / _READY).write_text(f"{python}\n{REQUIREMENTS.read_text()}")
+        log.info("session venv ready in %.0fs", time.monotonic() - started)
+    return target
+
+
+def main() -> int:
+    """Build (or find) the session venv and print its path."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        sys.stdout.write(f"{ensure_session_venv()}\n")
+    except PlatformError as err:
+        log.error("%s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
