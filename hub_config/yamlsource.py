@@ -172,4 +172,3 @@ def _construct_scalar_value(node: yaml.ScalarNode) -> Any:
         return str(node.value)
     finally:
         loader.dispose()
-

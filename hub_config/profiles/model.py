@@ -12,8 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from ..settings._base import K8sName, NonEmptyStr, Strict
-from ..settings.spawner import Toleration
+from ..modelbase import K8sName, NonEmptyStr, Strict, Toleration
 
 __all__ = [
     "BYTE_UNITS",

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ._base import AbsPath, HttpsUrl, HttpUrl, NonEmptyStr, Strict
+from ..modelbase import AbsPath, HttpsUrl, HttpUrl, NonEmptyStr, Strict
 
 __all__ = ["ClientSecretSource", "GroupsClaim", "IAMEndpoints", "IAMSettings"]
 

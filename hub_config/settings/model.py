@@ -12,9 +12,9 @@ from typing import Any
 from pydantic import Field, ValidationError, model_validator
 
 from ..errors import ConfigError, Problem
+from ..modelbase import AbsPath, NonEmptyStr, Strict
 from ..profiles.model import Profile
 from ..yamlsource import Document, parse_yaml
-from ._base import AbsPath, NonEmptyStr, Strict
 from .iam import IAMSettings
 from .rucio import RucioSettings
 from .spawner import ImageSettings, SpawnerSettings

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ._base import AbsPath, HttpsUrl, HttpUrl, K8sName, NonEmptyStr, Strict
+from ..modelbase import AbsPath, HttpsUrl, HttpUrl, K8sName, NonEmptyStr, Strict
 
 __all__ = ["ACCOUNT_FIELDS", "RucioExtension", "RucioInstance", "RucioSettings", "TokenExchange"]
 

@@ -4,22 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ._base import AbsPath, NonEmptyStr, Strict
+from ..modelbase import AbsPath, NonEmptyStr, Strict, Toleration
 
 __all__ = ["GPUSettings", "ImageSettings", "SpawnerSettings", "Toleration"]
-
-
-class Toleration(Strict):
-    """A Kubernetes toleration (the fields KubeSpawner passes through)."""
-
-    key: NonEmptyStr | None = Field(None, description="Taint key.")
-    operator: str = Field("Equal", pattern="^(Equal|Exists)$", description="`Equal` or `Exists`.")
-    value: NonEmptyStr | None = Field(None, description="Taint value (with `Equal`).")
-    effect: str | None = Field(
-        None,
-        pattern="^(NoSchedule|PreferNoSchedule|NoExecute)$",
-        description="Taint effect; null matches all.",
-    )
 
 
 class GPUSettings(Strict):

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ._base import AbsPath, K8sName, NonEmptyStr, Quantity, Strict
+from ..modelbase import AbsPath, K8sName, NonEmptyStr, Quantity, Strict
 
 __all__ = [
     "CVMFSMount",

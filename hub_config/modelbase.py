@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
     "K8S_NAME",
@@ -22,6 +22,7 @@ __all__ = [
     "NonEmptyStr",
     "Quantity",
     "Strict",
+    "Toleration",
 ]
 
 
@@ -46,3 +47,16 @@ AbsPath = Annotated[str, StringConstraints(pattern=r"^/[^\x00]*$")]
 
 Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")]
 """A Kubernetes resource quantity such as ``4Gi`` or ``500m``."""
+
+
+class Toleration(Strict):
+    """A Kubernetes toleration (the fields KubeSpawner passes through)."""
+
+    key: NonEmptyStr | None = Field(None, description="Taint key.")
+    operator: str = Field("Equal", pattern="^(Equal|Exists)$", description="`Equal` or `Exists`.")
+    value: NonEmptyStr | None = Field(None, description="Taint value (with `Equal`).")
+    effect: str | None = Field(
+        None,
+        pattern="^(NoSchedule|PreferNoSchedule|NoExecute)$",
+        description="Taint effect; null matches all.",
+    )
