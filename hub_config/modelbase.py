@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
     "K8S_NAME",
+    "MEMORY_PATTERN",
     "NAME_PATTERN",
+    "PATTERN_MEANINGS",
     "AbsPath",
     "HttpUrl",
     "HttpsUrl",
@@ -35,17 +37,22 @@ class Strict(BaseModel):
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
 """A string that is set. ``""`` never means "unset" here; use null (None)."""
 
+MEMORY_PATTERN = r"^[0-9]+(\.[0-9]+)?[KMGT]$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
+HTTPS_PATTERN = r"^https://[^\s/?#]+[^\s]*$"
+HTTP_PATTERN = r"^https?://[^\s/?#]+[^\s]*$"
+ABS_PATH_PATTERN = r"^/[^\x00]*$"
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 K8S_NAME = re.compile(NAME_PATTERN)
 K8sName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 """A DNS-1123 label: usable as a Kubernetes object/volume name and a form field slug."""
 
-HttpsUrl = Annotated[str, StringConstraints(pattern=r"^https://[^\s/?#]+[^\s]*$")]
-HttpUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/?#]+[^\s]*$")]
-AbsPath = Annotated[str, StringConstraints(pattern=r"^/[^\x00]*$")]
+HttpsUrl = Annotated[str, StringConstraints(pattern=HTTPS_PATTERN)]
+HttpUrl = Annotated[str, StringConstraints(pattern=HTTP_PATTERN)]
+AbsPath = Annotated[str, StringConstraints(pattern=ABS_PATH_PATTERN)]
 """An absolute path (inside the hub or the notebook container)."""
 
-Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")]
+Quantity = Annotated[str, StringConstraints(pattern=QUANTITY_PATTERN)]
 """A Kubernetes resource quantity such as ``4Gi`` or ``500m``."""
 
 
@@ -60,3 +67,14 @@ class Toleration(Strict):
         pattern="^(NoSchedule|PreferNoSchedule|NoExecute)$",
         description="Taint effect; null matches all.",
     )
+
+
+PATTERN_MEANINGS = {
+    NAME_PATTERN: "must be a lowercase DNS label: a-z, 0-9 and '-', at most 63 characters",
+    HTTPS_PATTERN: "must be an https:// URL",
+    HTTP_PATTERN: "must be an http(s):// URL",
+    ABS_PATH_PATTERN: "must be an absolute path",
+    QUANTITY_PATTERN: "must be a Kubernetes quantity such as 10Gi or 500m",
+    MEMORY_PATTERN: "must be a size such as 4G (K, M, G or T; binary units, 4G = 4 GiB)",
+}
+"""Plain-language meaning of each pattern, for error messages admins can act on."""

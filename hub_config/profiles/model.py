@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from ..modelbase import K8sName, NonEmptyStr, Strict, Toleration
+from ..modelbase import MEMORY_PATTERN, K8sName, NonEmptyStr, Strict, Toleration
 
 __all__ = [
     "BYTE_UNITS",
@@ -30,7 +30,7 @@ __all__ = [
 
 BYTE_UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
-Memory = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?[KMGT]$")]
+Memory = Annotated[str, StringConstraints(pattern=MEMORY_PATTERN)]
 """Memory as JupyterHub reads it: binary units, `4G` is 4 GiB (`Gi` is not accepted by JupyterHub)."""
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import Field, ValidationError, model_validator
 
 from ..errors import ConfigError, Problem
-from ..modelbase import AbsPath, NonEmptyStr, Strict
+from ..modelbase import PATTERN_MEANINGS, AbsPath, NonEmptyStr, Strict
 from ..profiles.model import Profile
 from ..yamlsource import Document, parse_yaml
 from .iam import IAMSettings
@@ -102,5 +102,9 @@ def _message(e: Any) -> str:
         return "unknown key (check the spelling; see `python -m hub_config schema`)"
     if kind == "missing":
         return "required key is missing"
+    if kind == "string_pattern_mismatch":
+        pattern = str((e.get("ctx") or {}).get("pattern", ""))
+        meaning = PATTERN_MEANINGS.get(pattern, f"must match {pattern}")
+        return f"{e.get('input')!r} {meaning}"
     msg = str(e.get("msg", "invalid value"))
     return msg.removeprefix("Value error, ")

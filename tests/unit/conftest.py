@@ -1,0 +1,32 @@
+"""Shared fixtures for unit tests: the reference settings and the shipped profiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub_config.profiles import LoadedProfile, load_profiles
+from hub_config.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data"
+
+
+@pytest.fixture(scope="session")
+def reference_settings() -> Settings:
+    """The complete site configuration in tests/data/settings/reference.yaml."""
+    return Settings.from_file(DATA / "settings" / "reference.yaml")
+
+
+@pytest.fixture(scope="session")
+def shipped_profiles(reference_settings: Settings) -> list[LoadedProfile]:
+    """The profiles in profiles/, validated against the reference settings."""
+    return load_profiles([ROOT / "profiles"], reference_settings)
+
+
+@pytest.fixture
+def minimal() -> dict[str, Any]:
+    """The smallest valid `datalake:` block."""
+    return {"iam": {"issuer": "https://iam.example.org/", "client_id": "hub", "allowed_groups": ["escape"]}}
