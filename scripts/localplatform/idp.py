@@ -75,7 +75,7 @@ SRC_DIR = Path(__file__).resolve().parent / "idp"
 DEFAULT_USERS = SRC_DIR / "users.json"
 """Test-only users: ordinary, admin, GPU, outsider, hostile name, differing Rucio account."""
 
-TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a grant name
 HOST = "127.0.0.1"
 _START_TIMEOUT = 60.0
 _HTTP_TIMEOUT = 10.0
@@ -219,9 +219,7 @@ def _ensure_tls(d: Path) -> tuple[Path, Path, Path]:
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM
@@ -235,11 +233,20 @@ def _ensure_tls(d: Path) -> tuple[Path, Path, Path]:
 
 
 def _ca_bundle(d: Path, ca: Path) -> Path:
-    """certifi's bundle plus our CA: one file for ``REQUESTS_CA_BUNDLE`` that still trusts PyPI etc."""
+    """certifi's bundle (and the machine's, if the environment names one) plus our CA.
+
+    One file for ``REQUESTS_CA_BUNDLE`` that trusts the IdP and still everything else a
+    process trusted before (a site's proxy CA lives in the machine's bundle, not certifi's).
+    """
     import certifi
 
+    parts = [Path(certifi.where())]
+    for var in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        extra = os.environ.get(var)
+        if extra and Path(extra).is_file() and Path(extra).resolve() not in {p.resolve() for p in parts}:
+            parts.append(Path(extra))
     bundle = d / "ca-bundle.pem"
-    bundle.write_text(Path(certifi.where()).read_text() + "\n" + ca.read_text())
+    bundle.write_text("\n".join(p.read_text() for p in [*parts, ca]))
     return bundle
 
 
@@ -385,7 +392,7 @@ def down(state: Path) -> None:
 
 def _idp_section(info: dict[str, Any]) -> dict[str, Any]:
     """Accept either the IdP's own section or the whole ``platform.json``."""
-    section: dict[str, Any] = info[NAME] if NAME in info else info
+    section: dict[str, Any] = info.get(NAME, info)
     return section
 
 
@@ -401,7 +408,7 @@ def register_client(
     default_audience: Sequence[str] | None = None,
     grant_types: Sequence[str] = ("authorization_code", "refresh_token", TOKEN_EXCHANGE_GRANT),
     scope: str | None = None,
-    token_endpoint_auth_method: str = "client_secret_basic",
+    token_endpoint_auth_method: str = "client_secret_basic",  # noqa: S107 - a method name
     post_logout_redirect_uris: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Register (or replace) a client, as an IAM admin would in the IAM dashboard.
@@ -503,16 +510,18 @@ def login_via_http(
     (normally the hub's page after login). With ``stop_at``, returns the redirect whose target
     starts with it instead of following it (a test's redirect URI that nothing listens on).
     A refused password returns the login page again (status 200, "Invalid username or password").
-    ``session.verify`` must trust the IdP's CA (``info["idp"]["ca_bundle"]``).
+    ``session.verify`` must trust the IdP's CA (``info["idp"]["ca_bundle"]``); it is passed on
+    every request because requests lets ``$REQUESTS_CA_BUNDLE`` override a session's own.
     """
-    resp = session.get(start_url, allow_redirects=False, timeout=timeout)
+    verify = session.verify
+    resp = session.get(start_url, allow_redirects=False, timeout=timeout, verify=verify)
     posted_login = False
     for _ in range(max_steps):
         if resp.is_redirect:
             target = urljoin(resp.url, resp.headers["location"])
             if stop_at is not None and target.startswith(stop_at):
                 return resp
-            resp = session.get(target, allow_redirects=False, timeout=timeout)
+            resp = session.get(target, allow_redirects=False, timeout=timeout, verify=verify)
             continue
         form = _idp_form(resp)
         if form is None:
@@ -524,5 +533,5 @@ def login_via_http(
             fields.update(login=username, password=password)
             posted_login = True
         action = urljoin(resp.url, form["action"])
-        resp = session.post(action, data=fields, allow_redirects=False, timeout=timeout)
+        resp = session.post(action, data=fields, allow_redirects=False, timeout=timeout, verify=verify)
     raise PlatformError(f"idp: login of {username!r} did not finish within {max_steps} steps")
