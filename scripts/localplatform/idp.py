@@ -11,9 +11,9 @@ certificate, starts and stops it, and gives tests the calls they need:
 * :func:`login_via_http` — the browser's part of a login, done with a ``requests.Session``;
 * :func:`stop` / :func:`start` — an IdP outage that keeps keys, port and issued tokens.
 
-Per-run lifetimes come from ``DATALAKE_IDP_ACCESS_TOKEN_TTL`` / ``_ID_TOKEN_TTL`` /
-``_REFRESH_TOKEN_TTL`` (seconds; read at start); per-client ones from :func:`register_client`.
-``DATALAKE_IDP_USERS`` overrides the users fixture.
+Per-run lifetimes come from :func:`start`'s ``ttls`` or ``DATALAKE_IDP_ACCESS_TOKEN_TTL`` /
+``_ID_TOKEN_TTL`` / ``_REFRESH_TOKEN_TTL`` (seconds); per-client ones from
+:func:`register_client`. ``users_file=`` or ``DATALAKE_IDP_USERS`` replaces the users fixture.
 """
 
 from __future__ import annotations
@@ -260,25 +260,39 @@ def _idp_dir(state: Path) -> Path:
     return d
 
 
-def _ttl_env(name: str, default: int) -> int:
-    raw = os.environ.get(f"DATALAKE_IDP_{name}")
-    if raw is None:
-        return default
-    value = int(raw)
-    if value <= 0:
-        raise PlatformError(f"idp: DATALAKE_IDP_{name} must be a positive number of seconds")
-    return value
+_DEFAULT_TTLS = {"access_token_ttl": 3600, "id_token_ttl": 3600, "refresh_token_ttl": 14 * 24 * 3600}
 
 
-def _config(d: Path) -> dict[str, Any]:
-    """The server's config: port, secrets and paths kept from the first start (same issuer after
-    an outage); lifetimes and users re-read from the environment at every start."""
+def _positive(name: str, value: object) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise PlatformError(f"idp: {name} must be a positive number of seconds, not {value!r}")
+    return number
+
+
+def _config(d: Path, users_file: Path | None, ttls: dict[str, int] | None) -> dict[str, Any]:
+    """The server's config, kept in the state dir so a restart is the same IdP.
+
+    Port, cookie keys and admin token are fixed at the first start (same issuer after an
+    outage). Users and lifetimes: the argument, else ``$DATALAKE_IDP_*``, else what the last
+    start used, else the defaults — so a plain ``up`` after a customised ``start`` changes nothing.
+    """
     path = d / "config.json"
     cfg: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     if "port" not in cfg:
         cfg["port"] = free_port(HOST)
     cfg.setdefault("cookie_keys", [secrets.token_urlsafe(32)])
     cfg.setdefault("admin_token", secrets.token_urlsafe(32))
+    users = users_file or os.environ.get("DATALAKE_IDP_USERS") or cfg.get("users_file") or DEFAULT_USERS
+    if not Path(users).is_file():
+        raise PlatformError(f"idp: users file {users} does not exist")
+    for key, default in _DEFAULT_TTLS.items():
+        env = os.environ.get(f"DATALAKE_IDP_{key.upper()}")
+        chosen = (ttls or {}).get(key) or env or cfg.get(key) or default
+        cfg[key] = _positive(key, chosen)
     port = cfg["port"]
     cfg.update(
         host=HOST,
@@ -287,10 +301,7 @@ def _config(d: Path) -> dict[str, Any]:
         store_file=str(d / "store.json"),
         tls_cert=str(d / "server.pem"),
         tls_key=str(d / "server.key"),
-        users_file=str(Path(os.environ.get("DATALAKE_IDP_USERS", DEFAULT_USERS)).resolve()),
-        access_token_ttl=_ttl_env("ACCESS_TOKEN_TTL", 3600),
-        id_token_ttl=_ttl_env("ID_TOKEN_TTL", 3600),
-        refresh_token_ttl=_ttl_env("REFRESH_TOKEN_TTL", 14 * 24 * 3600),
+        users_file=str(Path(users).resolve()),
     )
     write_json(path, cfg)
     path.chmod(0o600)
@@ -337,11 +348,21 @@ def _answers(section: dict[str, Any]) -> bool:
         return False
 
 
-def start(state: Path) -> dict[str, Any]:
-    """Start the IdP on the state dir's port with its kept keys, CA and token store."""
+def start(
+    state: Path,
+    *,
+    users_file: Path | None = None,
+    ttls: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """Start the IdP on the state dir's port with its kept keys, CA, clients and token store.
+
+    ``users_file`` replaces the users fixture; ``ttls`` (keys ``access_token_ttl``,
+    ``id_token_ttl``, ``refresh_token_ttl``, seconds) the run's default lifetimes. Both stick
+    for later starts of this state dir.
+    """
     prefix = install_node_modules()
     d = _idp_dir(state)
-    cfg = _config(d)
+    cfg = _config(d, users_file, ttls)
     ca, _cert, _key = _ensure_tls(d)
     bundle = _ca_bundle(d, ca)
     # ESM resolves imports from the script's own directory (NODE_PATH is ignored), so the

@@ -254,6 +254,8 @@ const provider = new Provider(ISSUER, {
   },
   features: {
     devInteractions: { enabled: false },
+    // Service tokens (e.g. a Rucio test admin) without a user; register the client with this grant.
+    clientCredentials: { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },
     rpInitiatedLogout: { enabled: true },
