@@ -65,8 +65,16 @@ CHART_VALUES_KEYS: dict[str, dict[str, Any]] = {
 
 
 def settings_schema() -> dict[str, Any]:
-    """The JSON schema of the `datalake:` block (pydantic, draft 2020-12)."""
-    return Settings.model_json_schema(mode="validation")
+    """The JSON schema of the `datalake:` block (pydantic, draft 2020-12), every property described."""
+    schema = Settings.model_json_schema(mode="validation")
+    defs = schema.get("$defs", {})
+    for definition in [schema, *defs.values()]:
+        for spec in definition.get("properties", {}).values():
+            ref = spec.get("$ref", "")
+            if ref and "description" not in spec:
+                # pydantic drops a required field's description next to a bare $ref; use the model's.
+                spec["description"] = defs[ref.rsplit("/", 1)[-1]].get("description", "")
+    return schema
 
 
 def chart_values_schema() -> dict[str, Any]:

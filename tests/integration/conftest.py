@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-
 from localplatform import platform_down, platform_up
 
 PlatformFactory = Callable[..., dict[str, Any]]
