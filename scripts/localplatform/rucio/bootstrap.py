@@ -1,0 +1,174 @@
+"""Fill a fresh Rucio database for the local platform; runs inside the Rucio *server* venv.
+
+``localplatform.rucio_server`` runs ``<server venv>/bin/python bootstrap.py SPEC RESULT`` with
+``RUCIO_CONFIG`` pointing at the rendered server config. It talks to the database directly (no
+HTTP, no token) so a cold bootstrap takes about a second. Accounts, identities and scopes go
+through Rucio's *gateway* layer, which applies the same schema checks as the REST API: a fixture
+username Rucio would refuse over REST is refused here too, recorded in the result with Rucio's
+message and skipped, instead of being smuggled in through the core layer.
+
+SPEC (JSON): ``rse``, ``rse_dir``, ``issuer`` (or null: no OIDC identities), ``users``: a list of
+``{"username", "account", "sub", "email"}``, ``shared_scope``.
+RESULT (JSON): ``accounts`` {username: account}, ``skipped`` {username: reason}, ``scopes``
+{account: scope}, ``dids`` [scope:name], ``files`` {scope:name: path on the RSE}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+from rucio.common.exception import RucioException
+from rucio.common.types import InternalAccount, InternalScope
+from rucio.core import did as did_core
+from rucio.core import replica
+from rucio.core.rse import get_rse_id
+from rucio.db.sqla.constants import DIDType
+from rucio.db.sqla.util import build_database, create_base_vo, create_root_account
+from rucio.gateway import account as account_gw
+from rucio.gateway import account_limit as account_limit_gw
+from rucio.gateway import identity as identity_gw
+from rucio.gateway import rse as rse_gw
+from rucio.gateway import scope as scope_gw
+
+log = logging.getLogger("rucio-bootstrap")
+
+ROOT = "root"
+ACCOUNT_QUOTA_BYTES = 10 * 1024**3
+"""Per-account limit on the RSE, so ``rucio upload`` from a notebook is allowed (Rucio's default is 0)."""
+
+
+def _checksums(data: bytes) -> dict[str, Any]:
+    return {
+        "bytes": len(data),
+        "adler32": f"{zlib.adler32(data) & 0xFFFFFFFF:08x}",
+        "md5": hashlib.md5(data).hexdigest(),  # noqa: S324 - Rucio's checksum, not security
+    }
+
+
+def _make_rse(rse: str, rse_dir: Path) -> None:
+    """A deterministic posix RSE whose PFNs are ``<rse_dir>/<scope>/<name>`` (lfn2pfn ``identity``).
+
+    ``identity`` rather than Rucio's default ``hash`` so the tree under ``rse_dir``, mounted into a
+    notebook as ``/eos/...``, reads like the DID names a user sees in ``rucio list-dids``.
+    """
+    rse_gw.add_rse(rse, issuer=ROOT, deterministic=True)
+    rse_gw.add_rse_attribute(rse, "lfn2pfn_algorithm", "identity", issuer=ROOT)
+    rse_gw.add_rse_attribute(rse, "naming_convention", "identity", issuer=ROOT)
+    protocol = {
+        "scheme": "file",
+        "hostname": "localhost",
+        "port": 0,
+        "prefix": str(rse_dir).rstrip("/") + "/",
+        "impl": "rucio.rse.protocols.posix.Default",
+        "domains": {
+            "lan": {"read": 1, "write": 1, "delete": 1},
+            "wan": {"read": 1, "write": 1, "delete": 1, "third_party_copy_read": 1, "third_party_copy_write": 1},
+        },
+    }
+    rse_gw.add_protocol(rse, issuer=ROOT, data=protocol)
+
+
+def _register_files(
+    rse: str, rse_dir: Path, scope: str, account: str, files: dict[str, bytes], dataset: str
+) -> dict[str, str]:
+    """Write ``files`` under the RSE, register them as replicas, and attach them to ``dataset``."""
+    rse_id = get_rse_id(rse=rse)
+    int_scope = InternalScope(scope)
+    int_account = InternalAccount(account)
+    entries = []
+    paths: dict[str, str] = {}
+    for name, data in files.items():
+        path = rse_dir / scope / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        entries.append({"scope": int_scope, "name": name, **_checksums(data)})
+        paths[f"{scope}:{name}"] = str(path)
+    replica.add_replicas(rse_id=rse_id, files=entries, account=int_account)
+    did_core.add_did(scope=int_scope, name=dataset, did_type=DIDType.DATASET, account=int_account)
+    did_core.attach_dids(
+        scope=int_scope,
+        name=dataset,
+        dids=[{"scope": int_scope, "name": name} for name in files],
+        account=int_account,
+    )
+    return paths
+
+
+def bootstrap(spec: dict[str, Any]) -> dict[str, Any]:
+    """Build the schema, root, the RSE, the users' accounts, identities, scopes and sample data."""
+    rse: str = spec["rse"]
+    rse_dir = Path(spec["rse_dir"])
+    issuer: str | None = spec.get("issuer")
+    build_database()
+    create_base_vo()
+    create_root_account()
+    _make_rse(rse, rse_dir)
+
+    result: dict[str, Any] = {"accounts": {}, "skipped": {}, "scopes": {}, "dids": [], "files": {}}
+    shared_scope: str = spec["shared_scope"]
+    scope_gw.add_scope(shared_scope, ROOT, issuer=ROOT)
+    result["files"].update(
+        _register_files(
+            rse,
+            rse_dir,
+            shared_scope,
+            ROOT,
+            {"README.txt": b"Shared sample data of the local data lake.\n", "events.csv": b"run,event\n1,1\n1,2\n"},
+            "samples",
+        )
+    )
+    result["dids"] += [f"{shared_scope}:samples", f"{shared_scope}:README.txt", f"{shared_scope}:events.csv"]
+
+    for user in spec["users"]:
+        username: str = user["username"]
+        account: str = user["account"]
+        try:
+            account_gw.add_account(account, "USER", user.get("email") or f"{account}@localhost", issuer=ROOT)
+        except RucioException as err:
+            result["skipped"][username] = f"Rucio refused account {account!r}: {err}"
+            log.warning("skipping fixture user %r: %s", username, err)
+            continue
+        if issuer:
+            identity = f"SUB={user['sub']}, ISS={issuer}"
+            identity_gw.add_account_identity(
+                identity, "OIDC", account, user.get("email") or f"{account}@localhost", issuer=ROOT, default=True
+            )
+        scope = f"user.{account}"[:25]
+        scope_gw.add_scope(scope, account, issuer=ROOT)
+        account_limit_gw.set_local_account_limit(account, rse, ACCOUNT_QUOTA_BYTES, issuer=ROOT)
+        result["files"].update(
+            _register_files(
+                rse,
+                rse_dir,
+                scope,
+                account,
+                {
+                    "hello.txt": f"Hello {username}, this file is on {rse}.\n".encode(),
+                    "numbers.csv": b"x,y\n1,2\n3,4\n",
+                },
+                "my-first-dataset",
+            )
+        )
+        result["dids"] += [f"{scope}:my-first-dataset", f"{scope}:hello.txt", f"{scope}:numbers.csv"]
+        result["accounts"][username] = account
+        result["scopes"][account] = scope
+    return result
+
+
+def main(argv: list[str]) -> int:
+    """Entry point: ``bootstrap.py SPEC_JSON RESULT_JSON``."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    spec = json.loads(Path(argv[1]).read_text())
+    result = bootstrap(spec)
+    Path(argv[2]).write_text(json.dumps(result, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,482 @@
+"""A real Rucio server (PyPI ``rucio`` 41.5.1) on loopback, trusting the local platform's IdP.
+
+Why a real server: the product's promise is that ``rucio whoami`` answers with the user's account
+inside a notebook. Only a real server checks what matters: issuer string (trailing slash
+included), JWKS signature, ``aud`` ∋ ``rucio``, ``scope`` ⊇ ``openid profile``, the
+``SUB=..., ISS=...`` identity mapping. A fake would pass tokens production refuses.
+
+Layout: its own venv (``~/.cache/datalake-hub/venvs/rucio-server-<hash>``; its pins clash with
+rucio-clients'), everything else under ``<state>/rucio_server/``: the server ``rucio.cfg``, the
+alembic.ini, ``idpsecrets.json``, the SQLite DB and the RSE's directory. Each fresh start rebuilds
+the DB (about a second) from the IdP's fixture users, so a new IdP issuer or user set never meets
+stale identities. ``up`` is idempotent: a running server started for the same inputs is reused.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import string
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .base import CACHE_DIR, PlatformError, free_port, spawn, stop_pidfile, wait_http, write_json
+
+__all__ = [
+    "NAME",
+    "RSE_NAME",
+    "client_config",
+    "client_venv",
+    "down",
+    "ensure_server_venv",
+    "fixture_users",
+    "run_rucio",
+    "up",
+]
+
+log = logging.getLogger("localplatform.rucio_server")
+
+NAME = "rucio_server"
+HERE = Path(__file__).with_name("rucio")
+REQUIREMENTS = HERE / "requirements.txt"
+"""Fully pinned server requirements (``pip freeze`` of ``rucio==41.5.1``); installed with ``--no-deps``."""
+CLIENT_REQUIREMENTS = HERE / "client-requirements.txt"
+"""Fallback client venv's pins, used only when the node agent's session venv module is missing."""
+BOOTSTRAP = HERE / "bootstrap.py"
+RSE_NAME = "LOCAL_EOS"
+SHARED_SCOPE = "datalake"
+ROOT_USERNAME = "datalake-root"
+IDP_CLIENT_ID = "rucio-server"
+
+_READY = ".ready"
+"""Marker written last, so an interrupted venv build is discarded, never used."""
+_INSTALL_TIMEOUT = 1200.0
+_START_TIMEOUT = 90.0
+
+
+# --------------------------------------------------------------------------- venvs
+
+
+def _python312() -> str:
+    """pyenv's newest 3.12 if present (the version the notebook image and hub run), else this one."""
+    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")))
+    if candidates:
+        return candidates[-1]
+    return shutil.which("python3.12") or sys.executable
+
+
+def _build_venv(prefix: str, requirements: Path, cache: Path | None = None) -> Path:
+    """Build (once) a venv named ``<prefix>-<hash of requirements and interpreter>``; return its path.
+
+    Built in place (a venv cannot move: its scripts' shebangs name it) under a file lock, with the
+    ``.ready`` marker written last, so concurrent callers wait and half-built venvs are rebuilt.
+    """
+    python = _python312()
+    digest = hashlib.sha256(requirements.read_bytes())
+    digest.update(os.path.realpath(python).encode())
+    root = (cache or CACHE_DIR) / "venvs"
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / f"{prefix}-{digest.hexdigest()[:12]}"
+    if (target / _READY).exists():
+        return target
+    with open(root / f".{prefix}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / _READY).exists():
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+        started = time.monotonic()
+        log.info("building %s from %s (a few minutes, once)", target, python)
+        pip = [str(target / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "--quiet"]
+        try:
+            subprocess.run([python, "-m", "venv", str(target)], check=True, timeout=300)
+            subprocess.run(
+                [*pip, "install", "--no-deps", "-r", str(requirements)],
+                check=True,
+                timeout=_INSTALL_TIMEOUT,
+                capture_output=True,
+                text=True,
+            )
+        except subprocess.CalledProcessError as err:
+            shutil.rmtree(target, ignore_errors=True)
+            raise PlatformError(f"building {target.name} failed: {err}\n{err.stdout}{err.stderr}") from err
+        except subprocess.TimeoutExpired as err:
+            shutil.rmtree(target, ignore_errors=True)
+            raise PlatformError(f"building {target.name} timed out: {err}") from err
+        (target / _READY).write_text(f"{python}\n{requirements.read_text()}")
+        log.info("%s ready in %.0fs", target.name, time.monotonic() - started)
+    return target
+
+
+def ensure_server_venv(cache: Path | None = None) -> Path:
+    """The Rucio server's venv (``rucio==41.5.1`` and its pinned dependencies)."""
+    return _build_venv("rucio-server", REQUIREMENTS, cache)
+
+
+def client_venv() -> Path:
+    """A venv with ``rucio-clients`` 41.5.1: the notebooks' session venv, so tests use what users get.
+
+    Falls back to a small venv of our own if the node agent's ``sessionenv`` module is absent.
+    """
+    try:
+        from . import sessionenv
+    except ImportError:
+        return _build_venv("rucio-clients", CLIENT_REQUIREMENTS)
+    return Path(sessionenv.ensure_session_venv())
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _paths(state: Path) -> dict[str, Path]:
+    home = state / NAME
+    return {
+        "home": home,
+        "cfg": home / "rucio.cfg",
+        "alembic": home / "alembic.ini",
+        "idpsecrets": home / "idpsecrets.json",
+        "db": home / "rucio.db",
+        "spec": home / "bootstrap-spec.json",
+        "result": home / "bootstrap-result.json",
+        "section": home / "section.json",
+        "rse_dir": home / "rse" / RSE_NAME.lower(),
+        "logdir": state / "logs",
+        "pidfile": state / "pids" / f"{NAME}.pid",
+    }
+
+
+def _render(template: str, **values: str) -> str:
+    return string.Template((HERE / template).read_text()).substitute(values)
+
+
+def fixture_users(idp: dict[str, Any]) -> list[dict[str, Any]]:
+    """The IdP's fixture users as ``{"username", "account", "sub", "email"}``.
+
+    The account is ``preferred_username`` unless the fixture names an explicit ``rucio_account``
+    (ESCAPE IAM usernames and Rucio account names are not the same namespace in production either).
+    """
+    users_file = idp.get("users_file")
+    if not users_file:
+        return []
+    raw = json.loads(Path(users_file).read_text())
+    entries = raw.get("users", raw) if isinstance(raw, dict) else raw
+    if isinstance(entries, dict):
+        entries = [{"sub": key, **value} for key, value in entries.items()]
+    users = []
+    for entry in entries:
+        username = entry.get("preferred_username") or entry.get("username")
+        sub = entry.get("sub") or entry.get("id") or username
+        if not username or not sub:
+            log.warning("IdP fixture entry without username or sub ignored: %r", sorted(entry))
+            continue
+        users.append(
+            {
+                "username": str(username),
+                "account": str(entry.get("rucio_account") or username),
+                "sub": str(sub),
+                "email": entry.get("email"),
+            }
+        )
+    return users
+
+
+def _redirect_uris(url: str) -> list[str]:
+    return [f"{url}/auth/oidc_token", f"{url}/auth/oidc_code"]
+
+
+def _idp_client(idp: dict[str, Any], url: str) -> dict[str, Any]:
+    """Register Rucio's own client at the IdP (as an IAM admin would); placeholders if that fails.
+
+    Rucio only uses these credentials for its own browser login flow and for introspecting
+    tokens that lack ``aud``/``scope``; validating the exchanged JWTs the notebooks send needs
+    only the issuer's JWKS, so a refused registration is logged, not fatal.
+    """
+    secret = secrets.token_urlsafe(24)
+    try:
+        from . import idp as idp_module
+
+        idp_module.register_client(idp, IDP_CLIENT_ID, secret, _redirect_uris(url))
+    except (ImportError, PlatformError, OSError, KeyError) as err:
+        log.warning(
+            "could not register %s at the IdP (%s); Rucio's own OIDC login flow will not work", IDP_CLIENT_ID, err
+        )
+    return {"client_id": IDP_CLIENT_ID, "client_secret": secret}
+
+
+def _idpsecrets(issuer: str, client: dict[str, Any], url: str) -> dict[str, Any]:
+    """idpsecrets.json: the issuer exactly as it appears in tokens, plus the SCIM entry Rucio requires.
+
+    Without a ``SCIM`` sub-object Rucio's client loading fails and every JWT is rejected.
+    """
+    creds = {"client_id": client["client_id"], "client_secret": client.get("client_secret", "")}
+    return {
+        "localidp": {
+            "issuer": issuer,
+            **creds,
+            "redirect_uris": _redirect_uris(url),
+            "SCIM": dict(creds),
+        }
+    }
+
+
+def _migrate_repo(venv: Path) -> Path:
+    found = sorted(venv.glob("lib/python3*/site-packages/rucio/db/sqla/migrate_repo"))
+    if not found:
+        raise PlatformError(f"no rucio/db/sqla/migrate_repo in {venv}")
+    return found[0]
+
+
+def _write_config(state: Path, venv: Path, idp: dict[str, Any], port: int, password: str) -> dict[str, Path]:
+    paths = _paths(state)
+    paths["home"].mkdir(parents=True, exist_ok=True)
+    paths["logdir"].mkdir(parents=True, exist_ok=True)
+    url = f"http://127.0.0.1:{port}"
+    oidc = ""
+    if idp.get("issuer"):
+        secrets_doc = _idpsecrets(str(idp["issuer"]), _idp_client(idp, url), url)
+        paths["idpsecrets"].write_text(json.dumps(secrets_doc, indent=2))
+        paths["idpsecrets"].chmod(0o600)
+        oidc = (
+            "[oidc]\n"
+            f"idpsecrets = {paths['idpsecrets']}\n"
+            "admin_issuer = localidp\n"
+            "expected_audience = rucio\n"
+            "expected_scope = openid profile\n"
+        )
+    paths["alembic"].write_text(
+        _render("alembic.ini.template", migrate_repo=str(_migrate_repo(venv)), db=str(paths["db"]))
+    )
+    paths["cfg"].write_text(
+        _render(
+            "rucio.cfg.template",
+            logdir=str(paths["logdir"]),
+            loglevel=os.environ.get("DATALAKE_RUCIO_LOGLEVEL", "INFO"),
+            db=str(paths["db"]),
+            alembic_ini=str(paths["alembic"]),
+            root_username=ROOT_USERNAME,
+            root_password=password,
+            oidc_section=oidc,
+        )
+    )
+    paths["cfg"].chmod(0o600)
+    return paths
+
+
+def _server_env(paths: dict[str, Path], venv: Path, idp: dict[str, Any]) -> dict[str, str]:
+    """Environment of the server and bootstrap: its config, and trust in the IdP's CA.
+
+    ``REQUESTS_CA_BUNDLE`` is for the OIDC library's discovery/JWKS fetches; ``CURL_CA_BUNDLE``
+    for the ``curl`` Rucio shells out to when introspecting tokens without ``aud``/``scope``.
+    """
+    env = {
+        "RUCIO_CONFIG": str(paths["cfg"]),
+        "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    bundle = idp.get("ca_bundle") or idp.get("ca")
+    if bundle:
+        env["REQUESTS_CA_BUNDLE"] = str(bundle)
+        env["CURL_CA_BUNDLE"] = str(bundle)
+        env["SSL_CERT_FILE"] = str(bundle)
+    return env
+
+
+def _fingerprint(idp: dict[str, Any], users: list[dict[str, Any]], venv: Path) -> str:
+    """What a running server was started for; if any of it changed, ``up`` restarts from scratch."""
+    digest = hashlib.sha256()
+    for part in (
+        json.dumps({k: idp.get(k) for k in ("issuer", "ca_bundle", "ca")}, sort_keys=True, default=str),
+        json.dumps(users, sort_keys=True),
+        str(venv),
+        BOOTSTRAP.read_text(),
+        (HERE / "rucio.cfg.template").read_text(),
+    ):
+        digest.update(part.encode())
+    return digest.hexdigest()[:16]
+
+
+def _ping(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/ping", timeout=2) as resp:  # noqa: S310 - loopback http
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- up / down
+
+
+def _bootstrap(venv: Path, paths: dict[str, Path], env: dict[str, str]) -> dict[str, Any]:
+    """Run ``rucio/bootstrap.py`` in the server venv; return its result (accounts, skipped users, DIDs)."""
+    boot = subprocess.run(
+        [str(venv / "bin" / "python"), str(BOOTSTRAP), str(paths["spec"]), str(paths["result"])],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if boot.returncode != 0:
+        raise PlatformError(f"rucio bootstrap failed ({boot.returncode}):\n{boot.stdout}{boot.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(paths["result"].read_text())
+    for username, reason in result["skipped"].items():
+        log.warning("fixture user %s has no Rucio account: %s", username, reason)
+    return result
+
+
+def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """Start (or reuse) the server; return the ``rucio_server`` section of ``platform.json``."""
+    idp: dict[str, Any] = dict(info.get("idp") or {})
+    paths = _paths(state)
+    venv = ensure_server_venv()
+    users = fixture_users(idp)
+    fingerprint = _fingerprint(idp, users, venv)
+    if paths["section"].exists() and paths["pidfile"].exists():
+        previous: dict[str, Any] = json.loads(paths["section"].read_text())
+        if previous.get("fingerprint") == fingerprint and _ping(previous["url"]):
+            log.info("rucio server already up at %s", previous["url"])
+            return previous
+    down(state)
+    started = time.monotonic()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    password = secrets.token_hex(16)
+    paths = _write_config(state, venv, idp, port, password)
+    env = _server_env(paths, venv, idp)
+    paths["db"].unlink(missing_ok=True)
+    shutil.rmtree(paths["rse_dir"], ignore_errors=True)
+    paths["rse_dir"].mkdir(parents=True)
+    spec = {
+        "rse": RSE_NAME,
+        "rse_dir": str(paths["rse_dir"]),
+        "issuer": idp.get("issuer"),
+        "users": users,
+        "shared_scope": SHARED_SCOPE,
+    }
+    paths["spec"].write_text(json.dumps(spec, indent=2))
+    # The server imports lazily touch the DB only on the first request, so start it first and
+    # bootstrap meanwhile: the two slow parts (each mostly Python imports) overlap.
+    proc = spawn(
+        NAME,
+        [
+            venv / "bin" / "flask",
+            "--app",
+            "rucio.web.rest.flaskapi.v1.main:application",
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-reload",
+        ],
+        state,
+        env=env,
+        cwd=paths["home"],
+    )
+    try:
+        result = _bootstrap(venv, paths, env)
+        wait_http("rucio server /ping", f"{url}/ping", timeout=_START_TIMEOUT, proc=proc, ok_status=lambda s: s == 200)
+    except BaseException:
+        down(state)
+        raise
+    section: dict[str, Any] = {
+        "url": url,
+        "auth_url": url,
+        "pid": proc.pid,
+        "rse": RSE_NAME,
+        "rse_dir": str(paths["rse_dir"]),
+        "accounts": result["accounts"],
+        "skipped_users": result["skipped"],
+        "scopes": result["scopes"],
+        "dids": result["dids"],
+        "files": result["files"],
+        "shared_scope": SHARED_SCOPE,
+        "issuer": idp.get("issuer"),
+        "ca_bundle": str(idp.get("ca_bundle") or idp.get("ca") or "") or None,
+        "audience": "rucio",
+        "venv": str(venv),
+        "config": str(paths["cfg"]),
+        "log": str(proc.log),
+        "root": {"account": "root", "username": ROOT_USERNAME, "password": password},
+        "fingerprint": fingerprint,
+    }
+    write_json(paths["section"], section)
+    paths["section"].chmod(0o600)
+    log.info("rucio server up at %s in %.1fs", url, time.monotonic() - started)
+    return section
+
+
+def down(state: Path) -> None:
+    """Stop the server this state directory's ``up`` started (by PID); keep files for post-mortems."""
+    stop_pidfile(_paths(state)["pidfile"])
+
+
+# --------------------------------------------------------------------------- client helpers
+
+
+def client_config(
+    section: dict[str, Any], token_file: str | os.PathLike[str], account: str | None = None, ca_cert: str | None = None
+) -> str:
+    """A minimal client ``rucio.cfg`` for a token file, as a notebook would get one.
+
+    ``auth_token_file_path`` must be absolute (the client does not expand ``~``), and the file must
+    hold the raw JWT without a trailing newline. ``account`` is informational for JWTs (the server
+    maps the token's identity to the account), but the client sends it, so keep it right.
+    """
+    token_path = os.path.abspath(os.fspath(token_file))
+    lines = [
+        "[client]",
+        f"rucio_host = {section['url']}",
+        f"auth_host = {section['auth_url']}",
+        "auth_type = oidc",
+        f"auth_token_file_path = {token_path}",
+        f"account = {account or 'root'}",
+        f"ca_cert = {ca_cert or section.get('ca_bundle') or '/etc/ssl/certs/ca-certificates.crt'}",
+        "request_retries = 1",
+    ]
+    return "\n".join(lines).replace("%", "%%") + "\n"
+
+
+def run_rucio(
+    section: dict[str, Any], args: Sequence[str], rucio_cfg_path: str | os.PathLike[str], timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``rucio`` CLI from the client venv against ``rucio_cfg_path``, as a notebook would.
+
+    The environment drops every ``BEARER_TOKEN*`` variable and ``X509_CERT_DIR`` (the client prefers
+    them over the config file) and points ``XDG_RUNTIME_DIR`` at an empty place, so only the token
+    file named in the config can be used. ``section`` is accepted for symmetry and future use.
+    """
+    del section
+    venv = client_venv()
+    cfg = Path(rucio_cfg_path).resolve()
+    runtime = cfg.parent / ".xdg-runtime"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BEARER_TOKEN") and k not in {"X509_CERT_DIR", "RUCIO_HOME", "VIRTUAL_ENV"}
+    }
+    env.update(
+        RUCIO_CONFIG=str(cfg),
+        XDG_RUNTIME_DIR=str(runtime),
+        PATH=f"{venv / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}",
+    )
+    return subprocess.run(
+        [str(venv / "bin" / "rucio"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
