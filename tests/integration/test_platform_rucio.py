@@ -1,0 +1,252 @@
+"""A real Rucio 41.5.1 server trusts the local IdP the way production Rucio trusts ESCAPE IAM.
+
+The token path a notebook depends on, end to end and without the hub: log in at the IdP over
+plain HTTP, exchange the login token for audience ``rucio``, write the raw JWT to a file, render
+a ``rucio.cfg`` pointing at it, and run the real ``rucio`` CLI from the notebooks' venv. Runs the
+IdP and the Rucio server in a temporary state dir of their own (no control plane needed).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import secrets
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+import requests
+from localplatform import idp, rucio_server
+
+pytestmark = [pytest.mark.platform, pytest.mark.timeout(900)]
+
+HUB_CLIENT = "hub"
+HUB_SECRET = "hub-secret-for-rucio-tests"
+SHORT_CLIENT = "hub-3s"
+REDIRECT = "http://127.0.0.1:9/hub/oauth_callback"  # nothing listens: login_via_http stops there
+LOGIN_SCOPE = "openid profile email offline_access wlcg.groups"
+EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """IdP then Rucio server in a fresh state dir; both stopped (by PID) afterwards."""
+    stale = Path(f"/tmp/bt_u{os.getuid()}")
+    assert not stale.exists(), f"{stale} exists: the Rucio client would use it instead of our token files"
+    state = tmp_path_factory.mktemp("platform")
+    try:
+        idp_section = idp.up(state, {})
+        idp.register_client(idp_section, HUB_CLIENT, HUB_SECRET, [REDIRECT])
+        idp.register_client(idp_section, SHORT_CLIENT, HUB_SECRET, [REDIRECT], access_token_ttl=3)
+        section = rucio_server.up(state, {"idp": idp_section})
+        yield {"idp": idp_section, "rucio": section, "state": state}
+    finally:
+        rucio_server.down(state)
+        idp.down(state)
+
+
+@pytest.fixture(scope="module")
+def users(platform: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Fixture users by username (with their passwords)."""
+    return {u["username"]: u for u in idp.load_users(platform["idp"])}
+
+
+def _login(info: dict[str, Any], user: dict[str, Any], client_id: str = HUB_CLIENT) -> str:
+    """Authorization code + PKCE over plain HTTP, as the hub does it; returns the access token."""
+    session = requests.Session()
+    session.verify = info["ca_bundle"]
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    query = {
+        "client_id": client_id,
+        "redirect_uri": REDIRECT,
+        "response_type": "code",
+        "scope": LOGIN_SCOPE,
+        "state": "st",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "prompt": "consent",
+    }
+    start = f"{info['authorization_endpoint']}?{urlencode(query)}"
+    resp = idp.login_via_http(session, start, user["username"], user["password"], stop_at=REDIRECT)
+    assert resp.is_redirect, resp.text[:500]
+    code = parse_qs(urlsplit(resp.headers["location"]).query)["code"][0]
+    token = requests.post(
+        info["token_endpoint"],
+        auth=(client_id, HUB_SECRET),
+        data={"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": verifier},
+        verify=info["ca_bundle"],
+        timeout=10,
+    )
+    assert token.status_code == 200, token.text
+    access: str = token.json()["access_token"]
+    return access
+
+
+def _exchange(info: dict[str, Any], subject_token: str, client_id: str = HUB_CLIENT) -> str:
+    """RFC 8693 exchange for audience ``rucio``, as the hub's pre-spawn hook does."""
+    resp = requests.post(
+        info["token_endpoint"],
+        auth=(client_id, HUB_SECRET),
+        data={
+            "grant_type": EXCHANGE_GRANT,
+            "subject_token": subject_token,
+            "subject_token_type": ACCESS_TOKEN_TYPE,
+            "audience": "rucio",
+            "scope": "openid profile",
+        },
+        verify=info["ca_bundle"],
+        timeout=10,
+    )
+    assert resp.status_code == 200, resp.text
+    token: str = resp.json()["access_token"]
+    return token
+
+
+def _claims(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return data
+
+
+def _whoami(platform: dict[str, Any], tmp_path: Path, token_text: str, account: str | None = None) -> str:
+    """Write the token file exactly as given and run ``rucio whoami``; return stdout + stderr."""
+    token_file = tmp_path / "token"
+    token_file.write_text(token_text)
+    token_file.chmod(0o600)
+    cfg = tmp_path / "rucio.cfg"
+    cfg.write_text(rucio_server.client_config(platform["rucio"], token_file, account=account))
+    proc = rucio_server.run_rucio(platform["rucio"], ["whoami"], cfg)
+    # The new CLI exits 0 even when authentication fails, so the exit code proves nothing.
+    return proc.stdout + proc.stderr
+
+
+def _account_line(output: str) -> str | None:
+    match = re.search(r"^account\s*:\s*(\S+)\s*$", output, re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def _server_answer(platform: dict[str, Any], token: str) -> requests.Response:
+    """What the server itself says to a token (the CLI turns a 401 into an interactive prompt)."""
+    return requests.get(
+        f"{platform['rucio']['url']}/accounts/whoami", headers={"X-Rucio-Auth-Token": token}, timeout=30
+    )
+
+
+def test_ping_answers(platform: dict[str, Any]) -> None:
+    """The server is up and is the version production runs: a notebook's client talks to a real 41.5.1."""
+    with urllib.request.urlopen(f"{platform['rucio']['url']}/ping", timeout=10) as resp:
+        body = resp.read().decode()
+    assert resp.status == 200
+    assert "41.5.1" in body
+
+
+def test_accounts_exist_for_fixture_users(platform: dict[str, Any], users: dict[str, dict[str, Any]]) -> None:
+    """Every fixture user has an account, ``rucio_account`` wins over the username, and data is there to list."""
+    section = platform["rucio"]
+    accounts = section["accounts"]
+    assert accounts["alice"] == "alice"
+    assert accounts["dave.smith"] == "dsmith"
+    assert accounts["../Evil User@x"] == "evil"
+    assert set(accounts) | set(section["skipped_users"]) == set(users)
+    rse_dir = Path(section["rse_dir"])
+    assert (rse_dir / "user.alice" / "hello.txt").read_text().startswith("Hello alice")
+
+
+@pytest.mark.parametrize(
+    ("username", "account"),
+    [("alice", "alice"), ("dave.smith", "dsmith"), ("../Evil User@x", "evil")],
+)
+def test_exchanged_token_gives_whoami_the_users_account(
+    platform: dict[str, Any], users: dict[str, dict[str, Any]], tmp_path: Path, username: str, account: str
+) -> None:
+    """A user whose hub did the exchange sees their own account in ``rucio whoami``, even when it
+    differs from their IAM username (dave.smith → dsmith) or the username is hostile."""
+    token = _exchange(platform["idp"], _login(platform["idp"], users[username]))
+    assert _claims(token)["iss"] == platform["rucio"]["issuer"]
+    output = _whoami(platform, tmp_path, token, account=account)
+    assert _account_line(output) == account, output
+
+
+def test_listing_works_with_an_exchanged_token(
+    platform: dict[str, Any], users: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A user can list their sample dataset and its replica on the RSE mounted as /eos in notebooks."""
+    token = _exchange(platform["idp"], _login(platform["idp"], users["dave.smith"]))
+    token_file = tmp_path / "token"
+    token_file.write_text(token)
+    cfg = tmp_path / "rucio.cfg"
+    cfg.write_text(rucio_server.client_config(platform["rucio"], token_file, account="dsmith"))
+    listing = rucio_server.run_rucio(platform["rucio"], ["did", "list", "user.dsmith:*"], cfg)
+    assert "user.dsmith:my-first-dataset" in listing.stdout, listing.stdout + listing.stderr
+    replicas = rucio_server.run_rucio(platform["rucio"], ["replica", "list", "file", "user.dsmith:hello.txt"], cfg)
+    assert platform["rucio"]["rse"] in replicas.stdout, replicas.stdout + replicas.stderr
+
+
+def test_login_token_without_rucio_audience_is_refused(
+    platform: dict[str, Any], users: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Handing Rucio the raw login token (audience = the hub's client) does not work: the hub must
+    exchange it. The user would see Rucio's browser-login prompt instead of their account."""
+    raw = _login(platform["idp"], users["alice"])
+    assert "rucio" not in str(_claims(raw)["aud"])
+    answer = _server_answer(platform, raw)
+    assert answer.status_code == 401
+    assert answer.headers["ExceptionClass"] == "CannotAuthenticate"
+    output = _whoami(platform, tmp_path, raw, account="alice")
+    assert _account_line(output) is None, output
+
+
+def test_token_file_with_trailing_newline_fails(
+    platform: dict[str, Any], users: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A token file ending in a newline breaks every request before it is sent (FACTS): the user
+    gets an 'Invalid ... return character(s) in header value' error, not their account."""
+    token = _exchange(platform["idp"], _login(platform["idp"], users["alice"]))
+    assert _account_line(_whoami(platform, tmp_path, token, account="alice")) == "alice"
+    output = _whoami(platform, tmp_path, token + "\n", account="alice")
+    assert _account_line(output) is None, output
+    assert "header value" in output, output
+
+
+def test_garbage_token_is_refused_with_a_message(platform: dict[str, Any], tmp_path: Path) -> None:
+    """A corrupted token file gets a 401 'Cannot authenticate' from the server; the CLI shows no account."""
+    answer = _server_answer(platform, "not-a-jwt")
+    assert answer.status_code == 401
+    assert "Cannot authenticate" in answer.headers["ExceptionMessage"]
+    output = _whoami(platform, tmp_path, "not-a-jwt")
+    assert _account_line(output) is None, output
+    assert "authenticate" in output.lower(), output
+
+
+def test_expired_token_is_refused_with_a_message(
+    platform: dict[str, Any], users: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A token that was valid stops working once expired: why sessions need the hub's refresher."""
+    token = _exchange(platform["idp"], _login(platform["idp"], users["alice"]), SHORT_CLIENT)
+    claims = _claims(token)
+    assert claims["exp"] - claims["iat"] <= 3
+    deadline = time.monotonic() + 15
+    while time.time() <= claims["exp"] + 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    answer = _server_answer(platform, token)
+    assert answer.status_code == 401
+    assert "Cannot authenticate" in answer.headers["ExceptionMessage"]
+    output = _whoami(platform, tmp_path, token, account="alice")
+    assert _account_line(output) is None, output
+
+
+def test_up_is_idempotent(platform: dict[str, Any]) -> None:
+    """Asking for the server again (the orchestrator does) reuses the running one in well under a second."""
+    started = time.monotonic()
+    again = rucio_server.up(platform["state"], {"idp": platform["idp"]})
+    assert again["pid"] == platform["rucio"]["pid"]
+    assert time.monotonic() - started < 2
