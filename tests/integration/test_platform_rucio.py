@@ -157,8 +157,9 @@ def test_accounts_exist_for_fixture_users(platform: dict[str, Any], users: dict[
     assert accounts["dave.smith"] == "dsmith"
     assert accounts["../Evil User@x"] == "evil"
     assert set(accounts) | set(section["skipped_users"]) == set(users)
-    rse_dir = Path(section["rse_dir"])
-    assert (rse_dir / "user.alice" / "hello.txt").read_text().startswith("Hello alice")
+    hello = Path(section["files"]["user.alice:hello.txt"])
+    assert hello == Path(section["rse_dir"]) / "user" / "alice" / "hello.txt"
+    assert hello.read_text().startswith("Hello alice")
 
 
 @pytest.mark.parametrize(
@@ -187,8 +188,13 @@ def test_listing_works_with_an_exchanged_token(
     cfg.write_text(rucio_server.client_config(platform["rucio"], token_file, account="dsmith"))
     listing = rucio_server.run_rucio(platform["rucio"], ["did", "list", "user.dsmith:*"], cfg)
     assert "user.dsmith:my-first-dataset" in listing.stdout, listing.stdout + listing.stderr
-    replicas = rucio_server.run_rucio(platform["rucio"], ["replica", "list", "file", "user.dsmith:hello.txt"], cfg)
-    assert platform["rucio"]["rse"] in replicas.stdout, replicas.stdout + replicas.stderr
+    replicas = rucio_server.run_rucio(
+        platform["rucio"], ["replica", "list", "file", "--pfns", "user.dsmith:hello.txt"], cfg
+    )
+    pfn = replicas.stdout.strip()
+    assert pfn.startswith("file://"), replicas.stdout + replicas.stderr
+    assert Path(urlsplit(pfn).path) == Path(platform["rucio"]["files"]["user.dsmith:hello.txt"])
+    assert Path(urlsplit(pfn).path).read_text().startswith("Hello dave.smith")
 
 
 def test_login_token_without_rucio_audience_is_refused(

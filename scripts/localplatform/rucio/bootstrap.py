@@ -35,6 +35,7 @@ from rucio.gateway import account_limit as account_limit_gw
 from rucio.gateway import identity as identity_gw
 from rucio.gateway import rse as rse_gw
 from rucio.gateway import scope as scope_gw
+from rucio.rse.translation import RSEDeterministicTranslation
 
 log = logging.getLogger("rucio-bootstrap")
 
@@ -52,7 +53,8 @@ def _checksums(data: bytes) -> dict[str, Any]:
 
 
 def _make_rse(rse: str, rse_dir: Path) -> None:
-    """A deterministic posix RSE whose PFNs are ``<rse_dir>/<scope>/<name>`` (lfn2pfn ``identity``).
+    """A deterministic posix RSE whose PFNs are ``<rse_dir>/<scope>/<name>`` (lfn2pfn ``identity``;
+    Rucio turns ``user.alice`` into ``user/alice``).
 
     ``identity`` rather than Rucio's default ``hash`` so the tree under ``rse_dir``, mounted into a
     notebook as ``/eos/...``, reads like the DID names a user sees in ``rucio list-dids``.
@@ -81,10 +83,12 @@ def _register_files(
     rse_id = get_rse_id(rse=rse)
     int_scope = InternalScope(scope)
     int_account = InternalAccount(account)
+    # Rucio's own lfn2pfn, so the files sit exactly where the RSE's PFNs point.
+    translation = RSEDeterministicTranslation(rse=rse, rse_attributes={"lfn2pfn_algorithm": "identity"})
     entries = []
     paths: dict[str, str] = {}
     for name, data in files.items():
-        path = rse_dir / scope / name
+        path = rse_dir / translation.path(scope, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         entries.append({"scope": int_scope, "name": name, **_checksums(data)})
