@@ -108,6 +108,14 @@ class IAMSettings(Strict):
         ge=0,
         description="Refresh auth state (via the refresh token) when older than this (`auth_refresh_age`).",
     )
+    refresh_margin_seconds: int = Field(
+        120, ge=0, description="Refresh the access token (refresh grant) when it has less than this left."
+    )
+    extra_authorize_params: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra authorize-request parameters (e.g. `prompt: consent` for IdPs that only issue "
+        "refresh tokens on consent).",
+    )
     logout_at_idp: bool = Field(False, description="Log out of IAM too when the user logs out of the hub.")
     ca_bundle: AbsPath | None = Field(
         None, description="CA bundle (path in the hub) to trust IAM's certificate; null uses the system's."

@@ -122,6 +122,9 @@ class StorageSettings(Strict):
     @model_validator(mode="after")
     def _names_and_paths_unique(self) -> StorageSettings:
         names = self.mount_names_list()
+        reserved = sorted(n for n in names if n == "home" or n.startswith("datalake-"))
+        if reserved:
+            raise ValueError(f"mount name(s) reserved for the hub's own volumes: {', '.join(reserved)}")
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"mount name(s) used twice: {', '.join(dupes)}")

@@ -1,0 +1,176 @@
+"""GenericOAuthenticator adapted to ESCAPE IAM and to what users should see when things go wrong.
+
+OAuthenticator 17.4 gives us the OAuth dance; we add what production needs:
+
+- usernames normalised safely, with a subject digest when lossy (see `usernames`), and a refusal if
+  a name already belongs to another IAM subject;
+- groups read from the configured claim and mapped to one form (see `groups`);
+- a 403 page that says which IAM groups give access, instead of a bare "Forbidden";
+- a 503 page when the IdP cannot be reached at login, instead of a 500 and a traceback;
+- proactive refresh: OAuthenticator only refreshes after the access token is *rejected*, but Rucio
+  tokens are exchanged from it, so we refresh when less than a margin is left; an IdP outage during
+  refresh keeps the session, a rejected refresh token sends the user to log in again.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+from oauthenticator.generic import GenericOAuthenticator
+from tornado import web
+from tornado.httpclient import HTTPClientError
+from traitlets import Any as AnyTrait
+from traitlets import Integer, List, Unicode
+
+from ..settings.iam import GroupsClaim
+from .groups import groups_from_claims
+from .usernames import normalise_username
+
+__all__ = ["DatalakeOAuthenticator", "IdPUnavailableError", "jwt_claims"]
+
+
+class IdPUnavailableError(web.HTTPError):
+    """The identity provider did not answer; shown to users as a 503 page."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(503)
+        self.jupyterhub_message = (
+            f"{service} (the identity provider) is unavailable right now. "
+            "Nothing is wrong with your account: please try again in a few minutes."
+        )
+
+
+def jwt_claims(token: str | None) -> dict[str, Any]:
+    """Claims of a JWT without verifying it (the hub is not its audience; it came over TLS from the IdP)."""
+    if not token or token.count(".") != 2:
+        return {}
+    try:
+        payload = token.split(".")[1]
+        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, TypeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _is_unavailable(err: Exception) -> bool:
+    if isinstance(err, HTTPClientError):
+        return err.code == 599 or err.code >= 500
+    return isinstance(err, OSError)
+
+
+class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
+    """GenericOAuthenticator for ESCAPE IAM; configured by `hub_config.auth.configure`."""
+
+    datalake_issuer = Unicode(help="Issuer; part of the subject digest in normalised usernames.").tag(config=True)
+    datalake_groups = AnyTrait(help="hub_config GroupsClaim: where groups come from.").tag(config=True)
+    datalake_access_groups = List(Unicode(), help="Groups named on the 403 page.").tag(config=True)
+    refresh_margin_seconds = Integer(
+        120, help="Refresh the access token when it has less than this many seconds left."
+    ).tag(config=True)
+
+    def user_info_to_username(self, user_info: dict[str, Any]) -> str:
+        raw = super().user_info_to_username(user_info)
+        return normalise_username(str(raw), issuer=self.datalake_issuer, sub=str(user_info.get("sub", "")))
+
+    def groups_of(self, auth_state: dict[str, Any]) -> list[str]:
+        """Group names of a user from their auth state (the claims the IdP returned)."""
+        spec: GroupsClaim = self.datalake_groups or GroupsClaim()
+        claims = dict(jwt_claims(auth_state.get("access_token")))
+        claims.update(auth_state.get(self.user_auth_state_key) or {})
+        return groups_from_claims(claims, spec)
+
+    async def get_user_groups(self, auth_state: dict[str, Any]) -> set[str]:
+        return set(self.groups_of(auth_state))
+
+    async def get_token_info(self, handler: Any, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            info: dict[str, Any] = await super().get_token_info(handler, params)
+        except (HTTPClientError, OSError) as err:
+            if _is_unavailable(err):
+                self.log.warning("Token endpoint unreachable (%s)", type(err).__name__)
+                raise IdPUnavailableError(self.login_service) from None
+            raise
+        return info
+
+    async def token_to_user(self, token_info: dict[str, Any]) -> dict[str, Any]:
+        try:
+            user: dict[str, Any] = await super().token_to_user(token_info)
+        except (HTTPClientError, OSError) as err:
+            if _is_unavailable(err):
+                self.log.warning("Userinfo endpoint unreachable (%s)", type(err).__name__)
+                raise IdPUnavailableError(self.login_service) from None
+            raise
+        return user
+
+    async def authenticate(self, handler: Any, data: Any = None, **kwargs: Any) -> dict[str, Any] | None:
+        model: dict[str, Any] | None = await super().authenticate(handler, data, **kwargs)
+        if model and handler is not None:
+            await self._refuse_name_collision(handler, model)
+        return model
+
+    async def _refuse_name_collision(self, handler: Any, model: dict[str, Any]) -> None:
+        """A hub name belongs to one IAM subject forever; another subject mapping to it is refused."""
+        user = handler.find_user(model["name"])
+        if user is None:
+            return
+        state = await user.get_auth_state() or {}
+        known = (state.get(self.user_auth_state_key) or {}).get("sub")
+        new = (model.get("auth_state", {}).get(self.user_auth_state_key) or {}).get("sub")
+        if known and new and known != new:
+            self.log.error("Refusing login: hub user %s belongs to another IAM subject", model["name"])
+            err = web.HTTPError(403)
+            err.jupyterhub_message = (  # type: ignore[attr-defined]
+                "This hub account name is already used by a different IAM identity. Contact the hub admins."
+            )
+            raise err
+
+    async def check_allowed(self, username: str, auth_model: dict[str, Any] | None) -> bool:
+        if await super().check_allowed(username, auth_model):
+            return True
+        groups = ", ".join(self.datalake_access_groups) or "(none configured)"
+        self.log.info("Refusing %s: not a member of any allowed group", username)
+        err = web.HTTPError(403)
+        err.jupyterhub_message = (  # type: ignore[attr-defined]
+            f"Your {self.login_service} account is not allowed on this hub. Access requires membership "
+            f"of one of these {self.login_service} groups: {groups}. Ask your group manager to add you, "
+            "then sign in again."
+        )
+        raise err
+
+    async def refresh_user(self, user: Any, handler: Any = None, **kwargs: Any) -> bool | dict[str, Any]:
+        if not self.enable_auth_state:
+            return True
+        auth_state = await user.get_auth_state()
+        if not auth_state:
+            return False
+        exp = jwt_claims(auth_state.get("access_token")).get("exp")
+        now = time.time()
+        if isinstance(exp, int | float) and exp - now > self.refresh_margin_seconds:
+            return True
+        refresh_token = auth_state.get("refresh_token")
+        if not refresh_token:
+            self.log.info("No refresh token for %s; a new login is needed", user.name)
+            return False
+        params = self.build_refresh_token_request_params(refresh_token)
+        try:
+            token_info = await self.get_token_info(handler, params)
+        except IdPUnavailableError:
+            self.log.warning("IdP unreachable while refreshing %s; keeping the current session", user.name)
+            return True
+        except HTTPClientError as err:
+            self.log.info("Refresh token for %s rejected (HTTP %s); a new login is needed", user.name, err.code)
+            return False
+        if not token_info.get("refresh_token"):
+            token_info["refresh_token"] = refresh_token
+        try:
+            model: dict[str, Any] = await self._token_to_auth_model(token_info)
+        except IdPUnavailableError:
+            return True
+        except HTTPClientError as err:
+            self.log.info("Fresh token for %s not accepted (HTTP %s); a new login is needed", user.name, err.code)
+            return False
+        self.log.info("Refreshed tokens of %s", user.name)
+        return model
