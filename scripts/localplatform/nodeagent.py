@@ -104,17 +104,39 @@ def _starttime(pid: int) -> str | None:
         return None
 
 
-def _kill_group(pid: int, grace: float) -> None:
-    """TERM the process group, KILL it after ``grace`` seconds."""
+def _mnt_ns(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def _ns_members(mnt_ns: str | None) -> list[int]:
+    """PIDs in the pod's mount namespace: its whole process tree, even children that called setsid
+    (Jupyter starts kernels in their own session, so the process group alone would miss them)."""
+    if not mnt_ns or mnt_ns == _mnt_ns(os.getpid()):
+        return []  # never the host's namespace
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _mnt_ns(int(entry)) == mnt_ns:
+            members.append(int(entry))
+    return members
+
+
+def _kill_group(pid: int, grace: float, mnt_ns: str | None = None) -> None:
+    """TERM the process group and everything in the pod's mount namespace; KILL after ``grace`` s."""
+    mnt_ns = mnt_ns or _mnt_ns(pid)
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
+        if pid > 0:  # killpg(0) would be our own group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, sig)
+        for member in _ns_members(mnt_ns):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(member, sig)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and ((pid > 0 and _alive(pid)) or _ns_members(mnt_ns)):
             time.sleep(0.05)
-        if not _alive(pid):
+        if not (pid > 0 and _alive(pid)) and not _ns_members(mnt_ns):
             return
 
 
@@ -125,13 +147,20 @@ def reap_orphans(pods_dir: Path) -> int:
         return 0
     for record in sorted(pods_dir.glob("*/pid")):
         try:
-            pid_s, start = record.read_text().split()
+            pid_s, start, *rest = record.read_text().split()
             pid = int(pid_s)
         except (OSError, ValueError):
             continue
-        if _starttime(pid) == start:
-            log.info("reaping orphaned pod process %d (%s)", pid, record.parent.name)
-            _kill_group(pid, 3.0)
+        mnt_ns = rest[0] if rest else None
+        leader_ours = _starttime(pid) == start
+        if leader_ours or _ns_members(mnt_ns):
+            log.info("reaping orphaned pod processes of %s (pid %d)", record.parent.name, pid)
+            if leader_ours:
+                _kill_group(pid, 3.0, mnt_ns)
+            else:
+                for member in _ns_members(mnt_ns):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(member, signal.SIGKILL)
             killed += 1
     for pod_dir in pods_dir.iterdir():
         if pod_dir.is_dir():
@@ -181,7 +210,7 @@ def _resource_value(container: dict[str, Any], ref: dict[str, Any]) -> str:
     return str(math.ceil(amount / divisor))
 
 
-def _is_ip_wildcard_rewrite(text: str, pod_ip: str) -> str:
+def _rewrite_wildcard(text: str, pod_ip: str) -> str:
     return text.replace("0.0.0.0", pod_ip)  # noqa: S104 - the point is to replace it
 
 
@@ -214,6 +243,7 @@ class PodRun:
     atomic: list[AtomicVolume] = field(default_factory=list)
     spec_path: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+    mnt_ns: str | None = None
     restarts: int = 0
     started_at: float = 0.0
     exit_seen: bool = False
@@ -316,8 +346,7 @@ class Agent:
                     log.exception("volume sync failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop_event.wait(), timeout=POLL_INTERVAL)
-        for run in list(self.runs.values()):
-            await self.stop_pod(run)
+        await asyncio.gather(*(self.stop_pod(run) for run in list(self.runs.values())))
         ready.unlink(missing_ok=True)
 
     def _spawn_task(self, coro: Any) -> None:
@@ -405,9 +434,9 @@ class Agent:
             raise
 
         argv = [expand_vars(a, env) for a in (container.get("command") or []) + (container.get("args") or [])]
-        argv = [_is_ip_wildcard_rewrite(a, pod_ip) for a in argv] or list(IMAGE_CMD)
+        argv = [_rewrite_wildcard(a, pod_ip) for a in argv] or list(IMAGE_CMD)
         if "JUPYTERHUB_SERVICE_URL" in env:
-            env["JUPYTERHUB_SERVICE_URL"] = _is_ip_wildcard_rewrite(env["JUPYTERHUB_SERVICE_URL"], pod_ip)
+            env["JUPYTERHUB_SERVICE_URL"] = _rewrite_wildcard(env["JUPYTERHUB_SERVICE_URL"], pod_ip)
         launch = {
             "argv": argv,
             "env": env,
@@ -478,6 +507,7 @@ class Agent:
         (run.pod_dir / "pid").write_text(f"{run.proc.pid} {start}")
         run.started_at = time.monotonic()
         run.exit_seen = False
+        run.mnt_ns = None
 
     async def _env(self, pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
         """The image's env, then ``envFrom``, then ``env`` with ``$(VAR)`` expansion and ``valueFrom``."""
@@ -756,6 +786,8 @@ class Agent:
                         log.info("pod %s volume %s updated", run.key, av.name)
                 except VolumeError as err:
                     log.warning("pod %s volume %s kept as is: %s", run.key, av.name, err)
+                except Exception:
+                    log.exception("pod %s volume %s: sync failed, kept as is", run.key, av.name)
 
     # ------------------------------------------------------------------ exits and stops
 
@@ -767,12 +799,16 @@ class Agent:
                 continue
             code = run.proc.poll()
             if code is None:
+                self._record_ns(run)
                 if run.restarts and now - run.started_at > 60:
                     run.restarts = 0  # ran a minute: reset the back-off, like the kubelet
                 continue
             policy = run.pod["spec"].get("restartPolicy", "Always")
             if not run.exit_seen:
                 run.exit_seen = True
+                for member in _ns_members(run.mnt_ns):  # e.g. kernels the server left behind
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(member, signal.SIGKILL)
                 log.info("pod %s process exited with %s (restartPolicy %s)", run.key, code, policy)
                 if policy == "Never" or (policy == "OnFailure" and code == 0):
                     run.finished = True
@@ -783,13 +819,27 @@ class Agent:
                 log.info("pod %s restarting (restart %d)", run.key, run.restarts)
                 self._launch(run)
 
+    def _record_ns(self, run: PodRun) -> None:
+        """Note the pod's mount namespace once ``unshare`` has made it (for kills and orphan reaping)."""
+        if run.proc is None or run.mnt_ns is not None:
+            return
+        ns = _mnt_ns(run.proc.pid)
+        if ns and ns != _mnt_ns(os.getpid()):
+            run.mnt_ns = ns
+            record = run.pod_dir / "pid"
+            with contextlib.suppress(OSError):
+                record.write_text(f"{record.read_text().strip()} {ns}")
+
     async def stop_pod(self, run: PodRun, pod: dict[str, Any] | None = None) -> None:
         """Kill the process group (grace capped at MAX_GRACE), then remove the pod's directory."""
         run.stopping = True
         grace = float((pod or run.pod)["spec"].get("terminationGracePeriodSeconds", 30))
         grace = max(0.5, min(grace, MAX_GRACE))
         if run.proc is not None and run.proc.poll() is None:
-            await asyncio.to_thread(_kill_group, run.proc.pid, grace)
+            self._record_ns(run)
+            await asyncio.to_thread(_kill_group, run.proc.pid, grace, run.mnt_ns)
+        elif run.mnt_ns and _ns_members(run.mnt_ns):
+            await asyncio.to_thread(_kill_group, run.proc.pid if run.proc else 0, grace, run.mnt_ns)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 run.proc.wait(timeout=5)
         shutil.rmtree(run.pod_dir, ignore_errors=True)
