@@ -1,0 +1,66 @@
+"""The hub's whole configuration in one call: `apply(c, load(path))`.
+
+`hub.extraConfig` in the chart is one line — `from hub_config.apply import apply_from_file;
+apply_from_file(c)` — so no Python lives in YAML. Settings and profiles are validated before
+anything is set: a broken file stops the hub at start with every problem listed (file:line:
+key), never a traceback, and never a half-configured hub.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .auth import AuthConfigError, DiscoveryError, apply_auth
+from .errors import ConfigError
+from .profiles.source import ProfileSource
+from .settings.model import Settings
+from .spawner import apply_spawner
+
+__all__ = ["DEFAULT_SETTINGS_PATH", "apply", "apply_from_file", "load"]
+
+DEFAULT_SETTINGS_PATH = "/etc/datalake/settings.yaml"
+log = logging.getLogger("hub_config")
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Settings from ``path``, ``$DATALAKE_SETTINGS`` or the chart's mount point."""
+    return Settings.from_file(Path(path or os.environ.get("DATALAKE_SETTINGS", DEFAULT_SETTINGS_PATH)))
+
+
+def apply(c: Any, settings: Settings, *, hub_url: str | None = None) -> ProfileSource:
+    """Configure authentication, spawning and pages on the traitlets config ``c``."""
+    profiles = ProfileSource(settings)
+    profiles.load_initial()
+    apply_auth(c, settings.iam, hub_url=hub_url)
+    apply_spawner(c, settings, profiles)
+    c.JupyterHub.template_vars = {
+        **dict(getattr(c.JupyterHub, "template_vars", {}) or {}),
+        "datalake_site_name": settings.site_name,
+        "announcement": settings.announcement.text if settings.announcement else None,
+        "announcement_level": settings.announcement.level if settings.announcement else None,
+    }
+    templates = Path(__file__).parent / "templates"
+    if templates.is_dir():
+        c.JupyterHub.template_paths = [str(templates), *list(getattr(c.JupyterHub, "template_paths", []) or [])]
+    return profiles
+
+
+def apply_from_file(c: Any, path: str | os.PathLike[str] | None = None) -> ProfileSource:
+    """`apply(c, load(path))`, turning configuration errors into a clear exit at hub start."""
+    try:
+        return apply(c, load(path))
+    except ConfigError as err:
+        _die(f"datalake-hub configuration is invalid ({len(err.problems)} problem(s)):\n{err}")
+    except (DiscoveryError, AuthConfigError) as err:
+        _die(f"datalake-hub cannot start: {err}")
+    raise AssertionError("unreachable")
+
+
+def _die(message: str) -> None:
+    log.critical(message)
+    print(message, file=sys.stderr)
+    raise SystemExit(1)
