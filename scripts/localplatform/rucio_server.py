@@ -149,6 +149,7 @@ def _paths(state: Path) -> dict[str, Path]:
         "spec": home / "bootstrap-spec.json",
         "result": home / "bootstrap-result.json",
         "section": home / "section.json",
+        "dbcache": home / "db-cache",
         "rse_dir": home / "rse" / RSE_NAME.lower(),
         "logdir": state / "logs",
         "pidfile": state / "pids" / f"{NAME}.pid",
@@ -334,6 +335,39 @@ def _bootstrap(venv: Path, paths: dict[str, Path], env: dict[str, str]) -> dict[
     return result
 
 
+def _bootstrap_key(spec: dict[str, Any], venv: Path) -> str:
+    """Everything a bootstrapped DB depends on (not the port: that only reaches the config files)."""
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
+    digest.update(BOOTSTRAP.read_bytes())
+    digest.update(str(venv).encode())
+    return digest.hexdigest()[:16]
+
+
+def _cached_bootstrap(paths: dict[str, Path], key: str) -> dict[str, Any] | None:
+    """A DB bootstrapped earlier for the same inputs in this state dir, with its root password.
+
+    Reusing it skips the bootstrap process (a few CPU-seconds of imports) on warm starts; it is
+    only taken if the sample files it registered are still on the RSE.
+    """
+    meta = paths["dbcache"] / f"{key}.json"
+    if not (meta.exists() and (paths["dbcache"] / f"{key}.db").exists()):
+        return None
+    cached: dict[str, Any] = json.loads(meta.read_text())
+    if not all(Path(f).exists() for f in cached["result"]["files"].values()):
+        return None
+    return cached
+
+
+def _store_bootstrap(paths: dict[str, Path], key: str, password: str, result: dict[str, Any]) -> None:
+    """Keep a pristine copy of the fresh DB (before the server's first request) for the next start."""
+    shutil.rmtree(paths["dbcache"], ignore_errors=True)
+    paths["dbcache"].mkdir(mode=0o700, parents=True)
+    shutil.copyfile(paths["db"], paths["dbcache"] / f"{key}.db")
+    meta = paths["dbcache"] / f"{key}.json"
+    meta.write_text(json.dumps({"password": password, "result": result}))
+    meta.chmod(0o600)
+
+
 def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
     """Start (or reuse) the server; return the ``rucio_server`` section of ``platform.json``."""
     idp: dict[str, Any] = dict(info.get("idp") or {})
@@ -350,12 +384,7 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    password = secrets.token_hex(16)
-    paths = _write_config(state, venv, idp, port, password)
-    env = _server_env(paths, venv, idp)
-    paths["db"].unlink(missing_ok=True)
-    shutil.rmtree(paths["rse_dir"], ignore_errors=True)
-    paths["rse_dir"].mkdir(parents=True)
+    paths["home"].mkdir(parents=True, exist_ok=True)
     spec = {
         "rse": RSE_NAME,
         "rse_dir": str(paths["rse_dir"]),
@@ -363,6 +392,17 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
         "users": users,
         "shared_scope": SHARED_SCOPE,
     }
+    key = _bootstrap_key(spec, venv)
+    cached = _cached_bootstrap(paths, key)
+    password = cached["password"] if cached else secrets.token_hex(16)
+    paths = _write_config(state, venv, idp, port, password)
+    env = _server_env(paths, venv, idp)
+    paths["db"].unlink(missing_ok=True)
+    if cached:
+        shutil.copyfile(paths["dbcache"] / f"{key}.db", paths["db"])
+    else:
+        shutil.rmtree(paths["rse_dir"], ignore_errors=True)
+        paths["rse_dir"].mkdir(parents=True)
     paths["spec"].write_text(json.dumps(spec, indent=2))
     # The server imports lazily touch the DB only on the first request, so start it first and
     # bootstrap meanwhile: the two slow parts (each mostly Python imports) overlap.
@@ -384,7 +424,11 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
         cwd=paths["home"],
     )
     try:
-        result = _bootstrap(venv, paths, env)
+        if cached:
+            result: dict[str, Any] = cached["result"]
+        else:
+            result = _bootstrap(venv, paths, env)
+            _store_bootstrap(paths, key, password, result)
         wait_http("rucio server /ping", f"{url}/ping", timeout=_START_TIMEOUT, proc=proc, ok_status=lambda s: s == 200)
     except BaseException:
         down(state)
