@@ -9,7 +9,18 @@ Layout: its own venv (``~/.cache/datalake-hub/venvs/rucio-server-<hash>``; its p
 rucio-clients'), everything else under ``<state>/rucio_server/``: the server ``rucio.cfg``, the
 alembic.ini, ``idpsecrets.json``, the SQLite DB and the RSE's directory. Each fresh start rebuilds
 the DB (about a second) from the IdP's fixture users, so a new IdP issuer or user set never meets
-stale identities. ``up`` is idempotent: a running server started for the same inputs is reused.
+stale identities (a pristine copy of the bootstrapped DB is kept per state dir, so a warm start
+skips even that). ``up`` is idempotent: a running server started for the same inputs is reused.
+
+Section (``platform.json["rucio_server"]``): ``url``, ``auth_url`` (same server), ``pid``, ``rse``
+(``LOCAL_EOS``), ``rse_dir`` (the posix RSE's root; PFNs are ``file://localhost:0<rse_dir>/<path>``
+with ``user.alice`` → ``user/alice``), ``accounts`` {username: account}, ``skipped_users``
+{username: Rucio's reason}, ``scopes`` {account: scope}, ``dids``, ``files`` {scope:name: path},
+``shared_scope``, ``issuer`` (as trusted, = ``iss`` in tokens), ``ca_bundle``, ``audience``,
+``venv``, ``config`` (server rucio.cfg), ``log``, ``root`` {account, username, password} (userpass),
+``fingerprint``.
+
+Tests use :func:`client_config` and :func:`run_rucio` to act as a notebook's ``rucio`` CLI.
 """
 
 from __future__ import annotations
@@ -309,7 +320,7 @@ def _fingerprint(idp: dict[str, Any], users: list[dict[str, Any]], venv: Path) -
 def _ping(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/ping", timeout=2) as resp:  # noqa: S310 - loopback http
-            return resp.status == 200
+            return bool(resp.status == 200)
     except OSError:
         return False
 

@@ -256,3 +256,27 @@ def test_up_is_idempotent(platform: dict[str, Any]) -> None:
     again = rucio_server.up(platform["state"], {"idp": platform["idp"]})
     assert again["pid"] == platform["rucio"]["pid"]
     assert time.monotonic() - started < 2
+
+
+def test_username_rucio_refuses_is_skipped_with_a_reason(tmp_path: Path) -> None:
+    """A fixture user whose name Rucio cannot take as an account (and who has no ``rucio_account``)
+    gets no account, with Rucio's reason in the section; everyone else is still served."""
+    users_file = tmp_path / "users.json"
+    users_file.write_text(
+        json.dumps(
+            {
+                "users": [
+                    {"username": "../Evil User@x", "sub": "sub-evil"},
+                    {"username": "erin", "sub": "sub-erin", "email": "erin@escape.test"},
+                ]
+            }
+        )
+    )
+    state = tmp_path / "state"
+    try:
+        section = rucio_server.up(state, {"idp": {"users_file": str(users_file)}})
+        assert section["accounts"] == {"erin": "erin"}
+        assert "../Evil User@x" in section["skipped_users"]
+        assert "Rucio refused" in section["skipped_users"]["../Evil User@x"]
+    finally:
+        rucio_server.down(state)
