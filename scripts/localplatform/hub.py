@@ -1,0 +1,251 @@
+"""Run the hub under test (or for `make dev`) as a local process against the local platform.
+
+The hub gets what the chart would give it in a cluster: a settings file (the `datalake:` block,
+here filled with the platform's IdP issuer, Rucio URL and paths), a profiles directory, the IAM
+client secret as a file, the auth-state key in its environment, and the hub ServiceAccount's
+kubeconfig (so RBAC is really enforced). Several hubs can run at once, each with its own name,
+ports, database and OAuth client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .base import REPO_ROOT, free_port, spawn, stop_pidfile, wait_http, write_json
+from .controlplane import kubectl
+
+__all__ = ["HubHandle", "local_settings", "start_hub", "stop_hub"]
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = Path(__file__).with_name("hub_local_config.py")
+
+
+@dataclass(frozen=True)
+class HubHandle:
+    """A running local hub."""
+
+    name: str
+    url: str
+    """Public URL (through configurable-http-proxy), e.g. http://127.0.0.1:PORT/."""
+    api_url: str
+    service_token: str
+    """Admin-scoped service token for tests (never a user token)."""
+    dir: Path
+    settings_file: Path
+    profiles_dir: Path
+    log: Path
+    client_id: str
+
+
+NFS_PV = """
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: {pv}}}
+spec:
+  capacity: {{storage: 100Gi}}
+  accessModes: [ReadWriteMany]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  nfs: {{server: {server}, path: {path}}}
+  claimRef: {{namespace: {ns}, name: {claim}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: {claim}, namespace: {ns}}}
+spec:
+  accessModes: [ReadWriteMany]
+  storageClassName: ""
+  volumeName: {pv}
+  resources: {{requests: {{storage: 100Gi}}}}
+"""
+
+
+def local_settings(info: dict[str, Any], *, client_id: str, secret_file: Path, profiles_dir: Path) -> dict[str, Any]:
+    """The `datalake:` block for the local platform (what an operator writes in values)."""
+    idp = info["idp"]
+    rucio = info.get("rucio_server")
+    settings: dict[str, Any] = {
+        "site_name": "datalake-hub (local)",
+        "iam": {
+            "issuer": idp["issuer"],
+            "client_id": client_id,
+            "client_secret": {"file": str(secret_file)},
+            "allowed_groups": ["escape"],
+            "admin_groups": ["escape/admins"],
+            "ca_bundle": idp["ca_bundle"],
+            "extra_authorize_params": {"prompt": "consent"},
+            "logout_at_idp": True,
+            "discovery_retries": 3,
+            "discovery_timeout_seconds": 5,
+        },
+        "storage": {
+            "home": {"type": "static-nfs", "nfs": {"server": "nfs.local", "path": "/exports/home"}},
+            "scratch": [{"name": "scratch", "size_limit": "5Gi"}],
+        },
+        "profiles": {"directory": str(profiles_dir), "reload_seconds": 2},
+        "announcement": {"text": "Local development hub: data and servers are throwaway.", "level": "info"},
+    }
+    if rucio:
+        settings["storage"]["eos"] = [{"name": "eos", "host_path": rucio["rse_dir"], "mount_path": "/eos/lake"}]
+        settings["rucio"] = {
+            "instances": [
+                {
+                    "name": "local",
+                    "display_name": "Local Rucio",
+                    "rucio_host": rucio["url"],
+                    "auth_host": rucio["auth_url"],
+                    "ca_cert": idp["ca_bundle"],
+                }
+            ]
+        }
+    else:
+        settings["storage"]["eos"] = [
+            {"name": "eos", "host_path": str(Path(info["_state"]) / "eos"), "mount_path": "/eos"}
+        ]
+    settings["storage"]["cvmfs"] = {"name": "cvmfs", "host_path": str(Path(info["_state"]) / "cvmfs")}
+    return settings
+
+
+def _ensure_home_claim(info: dict[str, Any], name: str) -> None:
+    cp = info["controlplane"]
+    manifest = NFS_PV.format(
+        pv=f"datalake-home-{cp['namespace']}",
+        server="nfs.local",
+        path="/exports/home",
+        ns=cp["namespace"],
+        claim="datalake-home",
+    )
+    kubectl(cp["kubeconfig"], "apply", "-f", "-", input_text=manifest)
+
+
+def start_hub(
+    state: Path,
+    info: dict[str, Any],
+    *,
+    name: str = "hub",
+    settings_patch: dict[str, Any] | None = None,
+    profiles_src: Path | None = None,
+    access_token_ttl: int | None = None,
+    port: int | None = None,
+    copy_profiles: bool = True,
+) -> HubHandle:
+    """Start a hub named ``name``; ``settings_patch`` is deep-merged over the local settings."""
+    from .idp import register_client
+
+    d = state / "hubs" / name
+    if d.exists():
+        stop_hub(state, name)
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    info = {**info, "_state": str(state)}
+    for sub in ("eos", "cvmfs"):
+        (state / sub).mkdir(exist_ok=True)
+    public_port = port or free_port()
+    public_url = f"http://127.0.0.1:{public_port}/"
+    client_id = f"datalake-hub-{name}"
+    client_secret = secrets.token_urlsafe(32)
+    register_client(
+        info,
+        client_id,
+        client_secret,
+        [f"{public_url}hub/oauth_callback"],
+        access_token_ttl=access_token_ttl,
+        post_logout_redirect_uris=[public_url],
+    )
+    secret_file = d / "iam-client-secret"
+    secret_file.write_text(client_secret)
+    secret_file.chmod(0o600)
+    profiles_dir = d / "profiles"
+    src = profiles_src or REPO_ROOT / "profiles"
+    if copy_profiles:
+        shutil.copytree(src, profiles_dir)
+    else:
+        profiles_dir.symlink_to(src.resolve())
+    settings = local_settings(info, client_id=client_id, secret_file=secret_file, profiles_dir=profiles_dir)
+    settings["iam"]["post_logout_redirect_url"] = public_url
+    if settings_patch:
+        settings = _merge(settings, settings_patch)
+    settings_file = d / "settings.yaml"
+    settings_file.write_text(yaml.safe_dump(settings, sort_keys=False))
+    _ensure_home_claim(info, name)
+    service_token = secrets.token_hex(32)
+    run = {
+        "public_url": public_url,
+        "hub_bind_url": f"http://127.0.0.1:{free_port()}",
+        "proxy_api_url": f"http://127.0.0.1:{free_port()}",
+        "db_url": f"sqlite:///{d / 'jupyterhub.sqlite'}",
+        "cookie_secret_file": str(d / "cookie_secret"),
+        "pid_file": str(d / "jupyterhub.pid"),
+        "proxy_pid_file": str(d / "proxy.pid"),
+        "node": info["idp"]["node"],
+        "chp": info["idp"]["chp"],
+        "namespace": info["controlplane"]["namespace"],
+        "service_token": service_token,
+    }
+    run_file = d / "run.json"
+    write_json(run_file, run)
+    run_file.chmod(0o600)
+    env = {
+        "DATALAKE_LOCAL_HUB": str(run_file),
+        "DATALAKE_SETTINGS": str(settings_file),
+        "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32),
+        "KUBECONFIG": info["controlplane"]["hub_kubeconfig"],
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    proc = spawn(f"hub-{name}", [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)], state, env=env, cwd=d)
+    started = time.monotonic()
+    wait_http(f"hub {name}", f"{public_url}hub/health", timeout=90, proc=proc, ok_status=lambda s: s == 200)
+    log.info("hub %s up at %s in %.1fs", name, public_url, time.monotonic() - started)
+    return HubHandle(
+        name=name,
+        url=public_url,
+        api_url=f"{public_url}hub/api",
+        service_token=service_token,
+        dir=d,
+        settings_file=settings_file,
+        profiles_dir=profiles_dir,
+        log=proc.log,
+        client_id=client_id,
+    )
+
+
+def stop_hub(state: Path, name: str = "hub") -> None:
+    """Stop the hub and the proxy it started (JupyterHub leaves CHP running on exit)."""
+    stop_pidfile(state / "pids" / f"hub-{name}.pid")
+    proxy_pid = state / "hubs" / name / "proxy.pid"
+    if proxy_pid.exists():
+        stop_pidfile(proxy_pid)
+
+
+def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def hub_log_text(handle: HubHandle) -> str:
+    """The hub's log so far (for assertions and the secret scan)."""
+    try:
+        return handle.log.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def describe(handle: HubHandle) -> str:
+    """A JSON summary for people (make dev)."""
+    return json.dumps({"url": handle.url, "settings": str(handle.settings_file), "log": str(handle.log)}, indent=2)

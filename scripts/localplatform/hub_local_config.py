@@ -1,0 +1,44 @@
+"""JupyterHub config for the local platform: what z2jh's config does in a cluster, then our one line.
+
+Per-run values (ports, paths, tokens) come from the JSON file in $DATALAKE_LOCAL_HUB, written by
+`localplatform.hub`; nothing here is templated. The last line is exactly the chart's
+`hub.extraConfig`, so the local hub runs the same `hub_config` code path as production.
+"""
+
+import json
+import os
+
+c = get_config()  # type: ignore[name-defined]  # noqa: F821 - provided by JupyterHub
+
+run = json.loads(open(os.environ["DATALAKE_LOCAL_HUB"]).read())  # noqa: SIM115
+
+c.JupyterHub.bind_url = run["public_url"]
+c.JupyterHub.hub_bind_url = run["hub_bind_url"]
+c.JupyterHub.hub_connect_url = run["hub_bind_url"]
+c.JupyterHub.db_url = run["db_url"]
+c.JupyterHub.cookie_secret_file = run["cookie_secret_file"]
+c.JupyterHub.pid_file = run["pid_file"]
+c.JupyterHub.cleanup_servers = False
+c.JupyterHub.log_level = run.get("log_level", "INFO")
+c.ConfigurableHTTPProxy.command = [run["node"], run["chp"]]
+c.ConfigurableHTTPProxy.api_url = run["proxy_api_url"]
+c.ConfigurableHTTPProxy.pid_file = run["proxy_pid_file"]
+c.ConfigurableHTTPProxy.debug = False
+
+c.KubeSpawner.namespace = run["namespace"]
+c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
+c.KubeSpawner.port = 8888
+c.KubeSpawner.image_pull_policy = "IfNotPresent"
+
+c.JupyterHub.services = [{"name": "datalake-local", "api_token": run["service_token"]}]
+c.JupyterHub.load_roles = [
+    {
+        "name": "datalake-local",
+        "services": ["datalake-local"],
+        "scopes": ["admin:users", "admin:servers", "admin:groups", "read:hub", "access:servers", "admin:auth_state"],
+    }
+]
+
+from hub_config.apply import apply_from_file  # noqa: E402
+
+apply_from_file(c)
