@@ -197,6 +197,17 @@ def test_listing_works_with_an_exchanged_token(
     assert Path(urlsplit(pfn).path).read_text().startswith("Hello dave.smith")
 
 
+def test_auth_validate_accepts_the_exchanged_token(platform: dict[str, Any], users: dict[str, dict[str, Any]]) -> None:
+    """The JupyterLab extension checks its token file with ``GET /auth/validate``: the side panel
+    works only if that answers 200 with the user's account and the token's lifetime."""
+    token = _exchange(platform["idp"], _login(platform["idp"], users["carol"]))
+    resp = requests.get(
+        f"{platform['rucio']['auth_url']}/auth/validate", headers={"X-Rucio-Auth-Token": token}, timeout=30
+    )
+    assert resp.status_code == 200, resp.text
+    assert "carol" in resp.text
+
+
 def test_login_token_without_rucio_audience_is_refused(
     platform: dict[str, Any], users: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
