@@ -51,9 +51,11 @@ _datalake_jupyterlabrc_hook() {
     }
     [[ -n "${as_user}" ]] && chown "${as_user}" "${out}"
     _datalake_log info "sourcing ${rc} (personal start-up script; time limit ${limit}s)"
+    # Not `source ... || exit`: that would switch off a `set -e` inside the user's script.
     # shellcheck disable=SC2016  # $1/$2 are expanded by the child shell, on purpose
     timeout "${limit}" "${runner[@]}" bash --noprofile --norc -c \
-        'source "$1" </dev/null || exit "$?"; env -0 >"$2"' datalake-jupyterlabrc "${rc}" "${out}" || status=$?
+        'source "$1" </dev/null; rc=$?; [[ ${rc} -eq 0 ]] || exit "${rc}"; env -0 >"$2"' \
+        datalake-jupyterlabrc "${rc}" "${out}" || status=$?
     if [[ "${status}" -ne 0 || ! -s "${out}" ]]; then
         if [[ "${status}" -eq 0 ]]; then
             _datalake_log error "${rc} called exit before finishing; its settings were ignored. The server starts without them."
