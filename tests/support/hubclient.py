@@ -11,7 +11,7 @@ import requests
 from localplatform.hub import HubHandle, start_hub, stop_hub
 from localplatform.idp import login_via_http
 
-__all__ = ["api", "login", "running_hub"]
+__all__ = ["api", "login", "running_hub", "spawn", "stop"]
 
 
 def login(
@@ -38,3 +38,35 @@ def running_hub(state: Path, info: dict[str, Any], name: str, **kwargs: Any) -> 
         yield hub
     finally:
         stop_hub(state, name)
+
+
+def spawn(hub: HubHandle, name: str, options: dict[str, Any], timeout: float = 180) -> requests.Response:
+    """Start ``name``'s server through the REST API and wait until the hub says it is ready."""
+    import time
+
+    resp = api(hub, "POST", f"/users/{name}/server", json=options)
+    if resp.status_code not in (201, 202):
+        return resp
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        server = api(hub, "GET", f"/users/{name}").json().get("servers", {}).get("")
+        if server and server.get("ready"):
+            return resp
+        if not server:
+            raise AssertionError(f"server of {name} vanished while starting; see the hub log {hub.log}")
+        time.sleep(1)
+    raise AssertionError(f"server of {name} not ready after {timeout}s; hub log {hub.log}")
+
+
+def stop(hub: HubHandle, name: str, timeout: float = 60) -> None:
+    """Stop ``name``'s server and wait until the hub says it is gone."""
+    import time
+
+    resp = api(hub, "DELETE", f"/users/{name}/server")
+    assert resp.status_code in (202, 204), resp.text
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not api(hub, "GET", f"/users/{name}").json().get("servers"):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"server of {name} did not stop within {timeout}s")
