@@ -8,6 +8,7 @@ key), never a traceback, and never a half-configured hub.
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import sys
@@ -40,7 +41,8 @@ def apply(c: Any, settings: Settings, *, hub_url: str | None = None) -> ProfileS
     c.JupyterHub.template_vars = {
         **dict(getattr(c.JupyterHub, "template_vars", {}) or {}),
         "datalake_site_name": settings.site_name,
-        "announcement": settings.announcement.text if settings.announcement else None,
+        # JupyterHub's page template renders `announcement` unescaped; settings hold plain text.
+        "announcement": html.escape(settings.announcement.text) if settings.announcement else None,
         "announcement_level": settings.announcement.level if settings.announcement else None,
     }
     templates = Path(__file__).parent / "templates"

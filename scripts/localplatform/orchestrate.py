@@ -49,6 +49,12 @@ def platform_up(state: Path | None = None, only: tuple[str, ...] | None = None) 
 def platform_down(state: Path | None = None) -> None:
     """Stop every component, last started first; components that are not up are skipped."""
     root = state_dir(state)
+    hubs = root / "hubs"
+    if hubs.is_dir():
+        from .hub import stop_hub
+
+        for hub_dir in sorted(hubs.iterdir()):
+            stop_hub(root, hub_dir.name)
     for name in reversed(COMPONENTS):
         try:
             _module(name).down(root)
