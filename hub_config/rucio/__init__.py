@@ -1,0 +1,82 @@
+"""Rucio for every notebook: the files the hub writes into a per-server Secret, and the tokens in them.
+
+Pure pieces (no I/O): :mod:`.account` (which Rucio account), :mod:`.render` (``rucio.cfg``, token
+file, rucio-jupyterlab config, extension modes), :mod:`.secret` (the Secret, its volume, the env).
+I/O: :mod:`.tokens` (exchange/refresh at the IdP, tornado). :mod:`.errors` names every failure
+without carrying a secret. The Kubernetes side is :mod:`hub_config.kube`.
+"""
+
+from __future__ import annotations
+
+from .account import ACCOUNT_PATTERN, account_for, validate_account
+from .errors import (
+    AccountError,
+    ExtensionConfigError,
+    IdPUnavailable,
+    MalformedToken,
+    RenderError,
+    RucioError,
+    TokenError,
+    TokenExchangeRefused,
+    UnsafeValue,
+)
+from .jws import jwt_claims, jwt_expiry
+from .render import (
+    ExtensionMode,
+    cfg_key,
+    extension_modes,
+    render_extension_config,
+    render_rucio_cfg,
+    render_token_file,
+    selected_instances,
+    token_key,
+)
+from .secret import (
+    CONFIG_KEY,
+    EXTENSION_KEY,
+    VOLUME_NAME,
+    OwnerPod,
+    build_rucio_secret,
+    build_secret_volume,
+    env_for,
+    secret_name_for,
+    token_path,
+)
+from .tokens import TokenSet, exchange_token, refresh_tokens
+
+__all__ = [
+    "ACCOUNT_PATTERN",
+    "CONFIG_KEY",
+    "EXTENSION_KEY",
+    "VOLUME_NAME",
+    "AccountError",
+    "ExtensionConfigError",
+    "ExtensionMode",
+    "IdPUnavailable",
+    "MalformedToken",
+    "OwnerPod",
+    "RenderError",
+    "RucioError",
+    "TokenError",
+    "TokenExchangeRefused",
+    "TokenSet",
+    "UnsafeValue",
+    "account_for",
+    "build_rucio_secret",
+    "build_secret_volume",
+    "cfg_key",
+    "env_for",
+    "exchange_token",
+    "extension_modes",
+    "jwt_claims",
+    "jwt_expiry",
+    "refresh_tokens",
+    "render_extension_config",
+    "render_rucio_cfg",
+    "render_token_file",
+    "secret_name_for",
+    "selected_instances",
+    "token_key",
+    "token_path",
+    "validate_account",
+]

@@ -1,0 +1,221 @@
+"""Pure renderers of what a notebook reads to use Rucio: ``rucio.cfg``, token files, extension config.
+
+No I/O and no clock: given the settings, the user's account and token, each function returns the
+exact bytes or dict that goes into the per-server Secret, so every output can be compared with a
+stored expected file and checked against the real Rucio client and rucio-jupyterlab schema.
+
+Values come partly from outside (claims, usernames, admin settings), so anything written into an
+INI file is refused if it could break the file's structure (newlines, control characters), and
+``%`` is escaped because the Rucio client reads the file with interpolation on.
+"""
+
+from __future__ import annotations
+
+import configparser
+import io
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+from ..profiles.model import Profile
+from ..settings.rucio import RucioInstance, RucioSettings
+from .account import account_for
+from .errors import ExtensionConfigError, UnsafeValue
+from .jws import parse_compact_jws
+
+__all__ = [
+    "ExtensionMode",
+    "account_for",
+    "cfg_key",
+    "extension_modes",
+    "render_extension_config",
+    "render_rucio_cfg",
+    "render_token_file",
+    "selected_instances",
+    "token_key",
+]
+
+ExtensionMode = Literal["replica", "download"]
+
+
+def cfg_key(instance_name: str) -> str:
+    """Secret key (file name in the mount) of an instance's own ``rucio.cfg``."""
+    return f"rucio-{instance_name}.cfg"
+
+
+def token_key(instance_name: str) -> str:
+    """Secret key (file name in the mount) of an instance's token file."""
+    return f"token-{instance_name}"
+
+
+def _check_value(field: str, value: str) -> str:
+    """Refuse what would not survive an INI round trip or could inject keys or sections."""
+    if not value:
+        raise UnsafeValue(field, "empty value")
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            raise UnsafeValue(field, f"contains a line break or control character (U+{ord(ch):04X})")
+    if value != value.strip():
+        raise UnsafeValue(field, "has leading or trailing whitespace (configparser would drop it)")
+    return value
+
+
+def render_rucio_cfg(instance: RucioInstance, *, account: str, token_path: str, issuer: str) -> str:
+    """The ``rucio.cfg`` that makes the Rucio client use the hub-provided token file.
+
+    ``auth_type = oidc`` with ``auth_token_file_path``: the client reads the token from that file
+    (first line, unstripped) and only falls back to the interactive OIDC login, configured by the
+    ``oidc_*`` options, after a 401. ``issuer`` is what the client sends as
+    ``X-Rucio-Client-Authorize-Issuer`` for that login: the issuer's id in the Rucio server's
+    ``idpsecrets`` (or a substring of its issuer URL). ``token_path`` must be absolute — the
+    client does not expand ``~`` or variables.
+    """
+    path = PurePosixPath(token_path)
+    if not path.is_absolute() or "~" in token_path or "$" in token_path:
+        raise UnsafeValue("auth_token_file_path", "must be an absolute path without ~ or $ (used literally)")
+    exchange = instance.token_exchange
+    options: list[tuple[str, str | None]] = [
+        ("rucio_host", instance.rucio_host),
+        ("auth_host", instance.auth_host),
+        ("ca_cert", instance.ca_cert),
+        ("account", account),
+        ("auth_type", "oidc"),
+        ("oidc_audience", exchange.audience),
+        ("oidc_scope", exchange.scope),
+        ("oidc_issuer", issuer),
+        ("oidc_polling", "true"),
+        ("auth_token_file_path", token_path),
+        ("request_retries", str(instance.request_retries)),
+        ("vo", instance.vo),
+    ]
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.add_section("client")
+    for key, value in options:
+        if value is not None:
+            parser.set("client", key, _check_value(f"{instance.name}.{key}", value).replace("%", "%%"))
+    out = io.StringIO()
+    out.write(f"# Rucio client configuration for {instance.name!r}, written by datalake-hub. Do not edit:\n")
+    out.write("# the hub rewrites this file and the token next to it while the server runs.\n")
+    parser.write(out)
+    return out.getvalue().rstrip("\n") + "\n"
+
+
+def render_token_file(token: str) -> bytes:
+    """The token file's content: the raw JWT and nothing else — **no trailing newline**.
+
+    The Rucio client and rucio-jupyterlab send the file's first line unstripped, so a newline
+    would make every request fail. Surrounding whitespace is stripped; anything that is not a
+    compact JWS raises :class:`MalformedToken` (whose message never contains the value).
+    """
+    token = token.strip()
+    parse_compact_jws(token)
+    return token.encode("ascii")
+
+
+def selected_instances(rucio: RucioSettings, profile: Profile) -> list[RucioInstance]:
+    """The instances a profile's servers get, in settings order (none when the profile disables Rucio)."""
+    if not profile.rucio.enabled:
+        return []
+    wanted = profile.rucio.instances
+    return [i for i in rucio.instances if wanted is None or i.name in wanted]
+
+
+def _can_replicate(instance: RucioInstance) -> bool:
+    ext = instance.extension
+    return ext.destination_rse is not None and ext.rse_mount_path is not None
+
+
+def extension_modes(rucio: RucioSettings, profile: Profile) -> dict[str, ExtensionMode]:
+    """Extension mode per selected instance for servers of ``profile``.
+
+    Replica mode reads files straight from where the RSE is mounted in the notebook, so it only
+    works when the profile mounts that storage: the profile's explicit ``rucio.mode`` wins,
+    otherwise replica when the instance is configured for replica and its ``rse_mount`` is in the
+    profile's ``mounts``, else download. A profile forcing replica on an instance that has no
+    RSE configured (``destination_rse``/``rse_mount_path``) gets download for that instance:
+    the extension would refuse replica mode without them.
+    """
+    modes: dict[str, ExtensionMode] = {}
+    for inst in selected_instances(rucio, profile):
+        ext = inst.extension
+        mode: ExtensionMode
+        if profile.rucio.mode is not None:
+            mode = profile.rucio.mode
+        elif ext.mode == "replica" and ext.rse_mount is not None and ext.rse_mount in profile.mounts:
+            mode = "replica"
+        else:
+            mode = "download"
+        if mode == "replica" and not _can_replicate(inst):
+            mode = "download"
+        modes[inst.name] = mode
+    return modes
+
+
+def _instance_config(inst: RucioInstance, mode: ExtensionMode, token_path: str) -> dict[str, Any]:
+    ext = inst.extension
+    out: dict[str, Any] = {
+        "name": inst.name,
+        "display_name": inst.display_name,
+        "rucio_base_url": inst.rucio_host,
+        "rucio_auth_url": inst.auth_host,
+    }
+    optional: dict[str, Any] = {
+        "rucio_webui_url": inst.webui_url,
+        "rucio_ca_cert": inst.ca_cert,
+        "site_name": inst.site_name,
+        "vo": inst.vo,
+        "app_id": ext.app_id,
+        "cache_expires_at": ext.cache_expires_at,
+    }
+    out.update({k: v for k, v in optional.items() if v is not None})
+    out["mode"] = mode
+    if mode == "replica":
+        if ext.destination_rse is None or ext.rse_mount_path is None:
+            raise ExtensionConfigError(
+                f"Rucio instance {inst.name!r}: replica mode needs extension.destination_rse and rse_mount_path"
+            )
+        out["destination_rse"] = ext.destination_rse
+        out["rse_mount_path"] = ext.rse_mount_path
+        out["path_begins_at"] = ext.path_begins_at
+        if ext.replication_rule_lifetime_days is not None:
+            out["replication_rule_lifetime_days"] = ext.replication_rule_lifetime_days
+    elif inst.ca_cert is None:
+        raise ExtensionConfigError(
+            f"Rucio instance {inst.name!r}: download mode needs ca_cert (rucio-jupyterlab requires rucio_ca_cert)"
+        )
+    out["wildcard_enabled"] = ext.wildcard_enabled
+    out["oidc_auth"] = "file"
+    out["oidc_file_name"] = token_path
+    return out
+
+
+def render_extension_config(
+    instances: Sequence[RucioInstance],
+    *,
+    default_instance: str,
+    token_path_for: Callable[[str], str],
+    modes: Mapping[str, ExtensionMode],
+) -> dict[str, Any]:
+    """``jupyter_server_config.json`` content configuring rucio-jupyterlab 41 for these instances.
+
+    ``oidc_auth: file`` points the extension at the same token file the client uses: it re-reads
+    the file when the cached token expires, so rotation in place reaches it (``env`` never would).
+    ``modes`` comes from :func:`extension_modes`; ``token_path_for(name)`` gives the absolute
+    token path in the notebook. The result validates against the extension's own JSON schema.
+    """
+    names = [i.name for i in instances]
+    if not instances:
+        raise ExtensionConfigError("no Rucio instance to configure")
+    if default_instance not in names:
+        raise ExtensionConfigError(f"default instance {default_instance!r} is not one of {names}")
+    missing = [n for n in names if n not in modes]
+    if missing:
+        raise ExtensionConfigError(f"no extension mode given for instance(s) {missing}")
+    return {
+        "RucioConfig": {
+            "instances": [_instance_config(i, modes[i.name], token_path_for(i.name)) for i in instances],
+            "default_instance": default_instance,
+            "default_auth_type": "oidc",
+        }
+    }
