@@ -1,0 +1,261 @@
+"""The hub's token calls against the real local IdP (npm ``oidc-provider`` behaving like ESCAPE IAM).
+
+The IdP runs in a state dir of this module's own: users sign in over plain HTTP (authorization
+code + PKCE, as the hub's login does), then :func:`exchange_token` and :func:`refresh_tokens`
+talk to its token endpoint over HTTPS exactly as they will in the hub. Tokens are checked the
+way Rucio checks them (JWKS signature, exact issuer, ``aud`` ∋ ``rucio``), and every error and
+log line is searched for the tokens and the client secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import jwt
+import pytest
+import requests
+from localplatform import idp
+
+from hub_config.rucio import IdPUnavailable, TokenExchangeRefused, exchange_token, refresh_tokens
+
+pytestmark = [pytest.mark.platform, pytest.mark.timeout(300)]
+
+HUB_CLIENT = "datalake-hub"
+HUB_SECRET = "hub-secret-for-token-tests"
+SHORT_CLIENT = "datalake-hub-short"
+REDIRECT = "http://127.0.0.1:9/hub/oauth_callback"  # nothing listens: the login stops at the redirect
+LOGIN_SCOPE = "openid profile email offline_access wlcg.groups"
+RUCIO_SCOPE = "openid profile offline_access"
+
+
+@pytest.fixture(scope="module")
+def idp_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A state dir of this module's own; the IdP in it is stopped afterwards."""
+    state = tmp_path_factory.mktemp("idp-tokens")
+    yield state
+    idp.down(state)
+
+
+@pytest.fixture(scope="module")
+def info(idp_state: Path) -> dict[str, Any]:
+    """The running IdP with the hub's confidential client (and one with 2 s access tokens)."""
+    section = idp.up(idp_state, {})
+    idp.register_client(section, HUB_CLIENT, HUB_SECRET, [REDIRECT])
+    idp.register_client(section, SHORT_CLIENT, HUB_SECRET, [REDIRECT], access_token_ttl=2)
+    return section
+
+
+@pytest.fixture(scope="module")
+def users(info: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {u["username"]: u for u in idp.load_users(info)}
+
+
+def _login(info: dict[str, Any], user: dict[str, Any], client_id: str = HUB_CLIENT) -> dict[str, Any]:
+    """The hub's login: authorization code + PKCE with `prompt=consent` (so a refresh token is issued)."""
+    session = requests.Session()
+    session.verify = info["ca_bundle"]
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    query = {
+        "client_id": client_id,
+        "redirect_uri": REDIRECT,
+        "response_type": "code",
+        "scope": LOGIN_SCOPE,
+        "state": "st",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "prompt": "consent",
+    }
+    resp = idp.login_via_http(
+        session,
+        f"{info['authorization_endpoint']}?{urlencode(query)}",
+        user["username"],
+        user["password"],
+        stop_at=REDIRECT,
+    )
+    assert resp.is_redirect, resp.text[:300]
+    code = parse_qs(urlsplit(resp.headers["location"]).query)["code"][0]
+    token = requests.post(
+        info["token_endpoint"],
+        auth=(client_id, HUB_SECRET),
+        data={"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": verifier},
+        verify=info["ca_bundle"],
+        timeout=10,
+    )
+    assert token.status_code == 200, token.text
+    body: dict[str, Any] = token.json()
+    return body
+
+
+def _verify(info: dict[str, Any], token: str, audience: str) -> dict[str, Any]:
+    """Validate as Rucio does: JWKS signature, exact issuer, audience, expiry."""
+    keys = requests.get(info["jwks_uri"], verify=info["ca_bundle"], timeout=10).json()
+    key = jwt.PyJWKSet.from_dict(keys)[jwt.get_unverified_header(token)["kid"]]
+    claims: dict[str, Any] = jwt.decode(token, key, algorithms=["RS256"], audience=audience, issuer=info["issuer"])
+    return claims
+
+
+def _secrets_absent(texts: list[str], *values: str) -> None:
+    for text in texts:
+        for value in values:
+            assert value not in text, "a token or secret leaked into an error or the log"
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG)
+    return caplog
+
+
+async def test_exchange_gives_rucio_audience_for_same_subject(
+    info: dict[str, Any], users: dict[str, dict[str, Any]], logs: pytest.LogCaptureFixture
+) -> None:
+    """Dave's login token (audience: the hub) becomes a token Rucio accepts: aud ∋ rucio, same sub."""
+    dave = users["dave.smith"]
+    login = _login(info, dave)
+    with pytest.raises(jwt.InvalidAudienceError):
+        _verify(info, login["access_token"], "rucio")
+    ts = await exchange_token(
+        info["token_endpoint"],
+        HUB_CLIENT,
+        HUB_SECRET,
+        login["access_token"],
+        "rucio",
+        RUCIO_SCOPE,
+        ca_bundle=info["ca"],
+    )
+    claims = _verify(info, ts.access_token, "rucio")
+    assert claims["sub"] == dave["sub"]
+    assert {"openid", "profile"} <= set(claims["scope"].split())
+    assert ts.expires_at is not None and abs(ts.expires_at - claims["exp"]) < 5
+    assert ts.refresh_token, "offline_access was requested, so the exchange returns a refresh token"
+    _secrets_absent([repr(ts), logs.text], ts.access_token, ts.refresh_token, login["access_token"], HUB_SECRET)
+
+
+async def test_refresh_gives_new_tokens(
+    info: dict[str, Any], users: dict[str, dict[str, Any]], logs: pytest.LogCaptureFixture
+) -> None:
+    """The login refresh token yields a new access token, which exchanges again (the rotator's path)."""
+    alice = users["alice"]
+    login = _login(info, alice)
+    time.sleep(1.1)  # `iat` has one-second resolution: make the new token differ
+    fresh = await refresh_tokens(
+        info["token_endpoint"], HUB_CLIENT, HUB_SECRET, login["refresh_token"], ca_bundle=info["ca"]
+    )
+    assert fresh.access_token != login["access_token"]
+    assert fresh.refresh_token
+    assert _verify(info, fresh.access_token, HUB_CLIENT)["sub"] == alice["sub"]
+    exchanged = await exchange_token(
+        info["token_endpoint"], HUB_CLIENT, HUB_SECRET, fresh.access_token, "rucio", RUCIO_SCOPE, ca_bundle=info["ca"]
+    )
+    assert exchanged.refresh_token is not None
+    renewed = await refresh_tokens(
+        info["token_endpoint"], HUB_CLIENT, HUB_SECRET, exchanged.refresh_token, ca_bundle=info["ca"]
+    )
+    assert renewed.access_token != exchanged.access_token
+    assert _verify(info, renewed.access_token, "rucio")["sub"] == alice["sub"]
+    _secrets_absent(
+        [logs.text, repr(fresh), repr(renewed)],
+        login["refresh_token"],
+        fresh.access_token,
+        renewed.access_token,
+        exchanged.access_token,
+        HUB_SECRET,
+    )
+
+
+async def test_garbage_subject_token_is_refused(info: dict[str, Any], logs: pytest.LogCaptureFixture) -> None:
+    """A token the IdP did not issue: TokenExchangeRefused with the OAuth code, token nowhere in the text."""
+    garbage = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJub2JvZHkifQ.Zm9yZ2VkLXNpZ25hdHVyZQ"
+    with pytest.raises(TokenExchangeRefused) as exc:
+        await exchange_token(
+            info["token_endpoint"], HUB_CLIENT, HUB_SECRET, garbage, "rucio", RUCIO_SCOPE, ca_bundle=info["ca"]
+        )
+    assert exc.value.error == "invalid_grant"
+    assert exc.value.status == 400
+    _secrets_absent([str(exc.value), repr(exc.value), logs.text], garbage, HUB_SECRET)
+
+
+async def test_expired_subject_and_wrong_secret_and_wider_scope_are_refused(
+    info: dict[str, Any], users: dict[str, dict[str, Any]], logs: pytest.LogCaptureFixture
+) -> None:
+    """Expired token → invalid_grant; wrong client secret → invalid_client; more scope → invalid_scope."""
+    login = _login(info, users["carol"], client_id=SHORT_CLIENT)
+    access = login["access_token"]
+    with pytest.raises(TokenExchangeRefused) as wider:
+        await exchange_token(
+            info["token_endpoint"],
+            SHORT_CLIENT,
+            HUB_SECRET,
+            access,
+            "rucio",
+            "openid profile rucio:admin",
+            ca_bundle=info["ca"],
+        )
+    assert wider.value.error == "invalid_scope"
+    with pytest.raises(TokenExchangeRefused) as bad_client:
+        await exchange_token(
+            info["token_endpoint"], SHORT_CLIENT, "wrong-secret", access, "rucio", RUCIO_SCOPE, ca_bundle=info["ca"]
+        )
+    assert bad_client.value.error == "invalid_client"
+    assert bad_client.value.status in {400, 401}
+    time.sleep(3)
+    with pytest.raises(TokenExchangeRefused) as expired:
+        await exchange_token(
+            info["token_endpoint"], SHORT_CLIENT, HUB_SECRET, access, "rucio", RUCIO_SCOPE, ca_bundle=info["ca"]
+        )
+    assert expired.value.error == "invalid_grant"
+    texts = [logs.text] + [t for e in (wider, bad_client, expired) for t in (str(e.value), repr(e.value))]
+    _secrets_absent(texts, access, login["refresh_token"], HUB_SECRET, "wrong-secret")
+
+
+async def test_untrusted_certificate_is_unavailable(info: dict[str, Any], logs: pytest.LogCaptureFixture) -> None:
+    """Without the IdP's CA the TLS handshake fails: IdPUnavailable, never a request sent in clear."""
+    with pytest.raises(IdPUnavailable, match="TLS|certificate|SSL") as exc:
+        await refresh_tokens(info["token_endpoint"], HUB_CLIENT, HUB_SECRET, "some-refresh-token-value")
+    assert exc.value.status is None
+    _secrets_absent([str(exc.value), repr(exc.value), logs.text], "some-refresh-token-value", HUB_SECRET)
+
+
+async def test_stopped_idp_is_unavailable(
+    idp_state: Path, info: dict[str, Any], users: dict[str, dict[str, Any]], logs: pytest.LogCaptureFixture
+) -> None:
+    """IdP down: IdPUnavailable at once (connection refused), no token in the text; back up, it works again."""
+    login = _login(info, users["bob"])
+    idp.stop(idp_state)
+    try:
+        started = time.monotonic()
+        with pytest.raises(IdPUnavailable) as exc:
+            await exchange_token(
+                info["token_endpoint"],
+                HUB_CLIENT,
+                HUB_SECRET,
+                login["access_token"],
+                "rucio",
+                RUCIO_SCOPE,
+                ca_bundle=info["ca"],
+                timeout=5,
+            )
+        assert time.monotonic() - started < 5
+        assert info["token_endpoint"] in str(exc.value)
+        _secrets_absent([str(exc.value), repr(exc.value), logs.text], login["access_token"], HUB_SECRET)
+    finally:
+        idp.start(idp_state)
+    ts = await exchange_token(
+        info["token_endpoint"],
+        HUB_CLIENT,
+        HUB_SECRET,
+        login["access_token"],
+        "rucio",
+        RUCIO_SCOPE,
+        ca_bundle=info["ca"],
+    )
+    assert _verify(info, ts.access_token, "rucio")["sub"] == users["bob"]["sub"]
