@@ -6,6 +6,7 @@ Nothing here needs Docker: these are the checks that can run on a machine withou
 from __future__ import annotations
 
 import email.parser
+import hashlib
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,9 @@ __all__ = [
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "datalake-hub"
 ACTIONLINT_VERSION = "v1.7.12"
+# The registry here answers without cacheable HTTP headers, so pip's own cache does not make reruns fast:
+# resolve outcomes are kept for a week keyed by their exact inputs (DATALAKE_RESOLVE_REFRESH=1 forces).
+RESOLVE_TTL_SECONDS = 7 * 24 * 3600
 # docker-stacks images are glibc (Ubuntu 24.04) on x86_64: every manylinux tag up to 2.28 applies.
 PLATFORMS = (
     "manylinux_2_28_x86_64",
@@ -104,6 +109,12 @@ def _canonical(name: str) -> str:
 
 def _pip() -> list[str]:
     return [sys.executable, "-m", "pip"]
+
+
+def _pip_version() -> str:
+    from importlib.metadata import version
+
+    return version("pip")
 
 
 def _pip_env() -> dict[str, str]:
@@ -189,6 +200,15 @@ def resolve_requirements(
             expanded.extend(sdist_requires(match.group(1), match.group(2)))
         else:
             expanded.append(line)
+    key = hashlib.sha256(json.dumps([expanded, python, PLATFORMS, _pip_version()]).encode()).hexdigest()
+    cached = CACHE / "resolve" / f"{key}.json"
+    if (
+        os.environ.get("DATALAKE_RESOLVE_REFRESH") != "1"
+        and cached.is_file()
+        and time.time() - cached.stat().st_mtime < RESOLVE_TTL_SECONDS
+    ):
+        data = json.loads(cached.read_text())
+        return ResolveResult(data["returncode"], data["output"], data["installed"])
     with tempfile.TemporaryDirectory(prefix="datalake-resolve-") as tmp:
         req = Path(tmp) / "requirements.txt"
         req.write_text("\n".join(expanded) + "\n")
@@ -221,4 +241,8 @@ def resolve_requirements(
         if proc.returncode == 0 and report.is_file():
             for item in json.loads(report.read_text())["install"]:
                 installed[_canonical(item["metadata"]["name"])] = item["metadata"]["version"]
-        return ResolveResult(proc.returncode, proc.stdout + proc.stderr, installed)
+    result = ResolveResult(proc.returncode, proc.stdout + proc.stderr, installed)
+    if "ResolutionImpossible" in result.output or result.ok:  # not network trouble: worth keeping
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps(result.__dict__))
+    return result
