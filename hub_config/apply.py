@@ -38,16 +38,18 @@ def apply(c: Any, settings: Settings, *, hub_url: str | None = None) -> ProfileS
     profiles.load_initial()
     apply_auth(c, settings.iam, hub_url=hub_url)
     apply_spawner(c, settings, profiles)
-    c.JupyterHub.template_vars = {
-        **dict(getattr(c.JupyterHub, "template_vars", {}) or {}),
-        "datalake_site_name": settings.site_name,
-        # JupyterHub's page template renders `announcement` unescaped; settings hold plain text.
-        "announcement": html.escape(settings.announcement.text) if settings.announcement else None,
-        "announcement_level": settings.announcement.level if settings.announcement else None,
-    }
+    # `update`/`prepend` merge with what other config files set (traitlets' lazy values).
+    c.JupyterHub.template_vars.update(
+        {
+            "datalake_site_name": settings.site_name,
+            # JupyterHub's page template renders `announcement` unescaped; settings hold plain text.
+            "announcement": html.escape(settings.announcement.text) if settings.announcement else None,
+            "announcement_level": settings.announcement.level if settings.announcement else None,
+        }
+    )
     templates = Path(__file__).parent / "templates"
     if templates.is_dir():
-        c.JupyterHub.template_paths = [str(templates), *list(getattr(c.JupyterHub, "template_paths", []) or [])]
+        c.JupyterHub.template_paths.prepend([str(templates)])
     return profiles
 
 

@@ -72,7 +72,7 @@ def test_admin_by_group_and_groups_synced(hub: HubHandle, info: dict[str, Any]) 
     carol = api(hub, "GET", "/users/carol").json()
     assert carol["admin"] is False
     assert set(carol["groups"]) == {"escape", "escape/gpu"}
-    members = api(hub, "GET", "/groups/escape/gpu").json()["users"]
+    members = api(hub, "GET", "/groups/escape%2Fgpu").json()["users"]
     assert members == ["carol"]
 
 
