@@ -24,10 +24,19 @@ CHART_VALUES_KEYS: dict[str, dict[str, Any]] = {
     "profileFiles": {
         "type": "object",
         "description": "Profiles ConfigMap source. `enabled`: ship the chart's `profiles/*.yaml` files; "
+        "`inline`: profile files written in values; "
         "`existingConfigMap`: name of a ConfigMap you manage instead (hot-reloaded by the hub).",
         "additionalProperties": False,
         "properties": {
             "enabled": {"type": "boolean", "description": "Ship the chart's profile files.", "default": True},
+            "inline": {
+                "type": "object",
+                "description": "Profile files written in values: file name (`<slug>.yaml`) -> profile. Added to the "
+                "chart's files (same name replaces one); ignored with `existingConfigMap`.",
+                "propertyNames": {"pattern": "^[a-z0-9][a-z0-9-]*\\.ya?ml$"},
+                "additionalProperties": {"$ref": "#/$defs/Profile"},
+                "default": {},
+            },
             "existingConfigMap": {
                 "type": ["string", "null"],
                 "description": "Use this ConfigMap of profile files instead of the chart's.",
