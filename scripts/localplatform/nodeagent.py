@@ -49,10 +49,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
+from typing import TYPE_CHECKING, Any
 
 from .base import PlatformError, _alive, spawn, stop_pidfile, wait_for
 from .nodeagent_volumes import (
@@ -68,6 +65,9 @@ from .nodeagent_volumes import (
     payload_digest,
 )
 from .sessionenv import ensure_session_venv
+
+if TYPE_CHECKING:
+    from .nodeagent_kube import KubeREST
 
 __all__ = ["LABEL_SELECTORS", "NAME", "down", "up"]
 
@@ -87,7 +87,8 @@ SYNC_INTERVAL = 2.0
 """Seconds between Secret/ConfigMap re-syncs (the kubelet's is ~60 s; tests want seconds)."""
 MAX_PARALLEL_STARTS = 4
 START_TIMEOUT = 60.0
-API_TIMEOUT = 10
+API_TIMEOUT = 10.0
+"""Seconds any one API call may take."""
 MAX_GRACE = 10.0
 """Cap on ``terminationGracePeriodSeconds`` so tests and ``down`` never wait 30 s per pod."""
 LAUNCHER = Path(__file__).with_name("nodeagent_launch.py")
@@ -260,10 +261,9 @@ class PodRun:
 class Agent:
     """The reconcile loop: list pods, start/stop processes, re-sync volumes."""
 
-    def __init__(self, cfg: dict[str, Any], api: Any) -> None:
+    def __init__(self, cfg: dict[str, Any], api: KubeREST) -> None:
         self.cfg = cfg
         self.api = api
-        self.core = client.CoreV1Api(api)
         self.state = Path(cfg["agent_dir"])
         self.pods_dir = Path(cfg["pods_dir"])
         self.logs_dir = Path(cfg["logs_dir"])
@@ -280,22 +280,11 @@ class Agent:
 
     # ------------------------------------------------------------------ API
 
-    async def _get_json(self, call: Any, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
-        """A GET returning the raw JSON object, or None on 404."""
-        try:
-            resp = await call(*args, _preload_content=False, _request_timeout=API_TIMEOUT, **kwargs)
-            data: dict[str, Any] = json.loads(await resp.read())
-            return data
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
-
     async def _object(self, cache: dict[tuple[str, str, str], Any], kind: str, ns: str, name: str) -> Any:
+        """A Secret or ConfigMap (None if absent), fetched once per sync round."""
         key = (kind, ns, name)
         if key not in cache:
-            call = self.core.read_namespaced_secret if kind == "secret" else self.core.read_namespaced_config_map
-            cache[key] = await self._get_json(call, name, ns)
+            cache[key] = await (self.api.secret(ns, name) if kind == "secret" else self.api.configmap(ns, name))
         return cache[key]
 
     async def _refresh_nodes(self, names: set[str]) -> None:
@@ -303,8 +292,7 @@ class Agent:
         if not unknown or time.monotonic() - self.nodes_checked < 5:
             return
         self.nodes_checked = time.monotonic()
-        data = await self._get_json(self.core.list_node)
-        for node in (data or {}).get("items", []):
+        for node in await self.api.nodes():
             ann = node["metadata"].get("annotations") or {}
             target = self.kwok_nodes if ann.get(KWOK_NODE_ANNOTATION[0]) == KWOK_NODE_ANNOTATION[1] else None
             (target if target is not None else self.other_nodes).add(node["metadata"]["name"])
@@ -313,8 +301,7 @@ class Agent:
         """Pods carrying either label, by UID."""
         pods: dict[str, dict[str, Any]] = {}
         for selector in LABEL_SELECTORS:
-            data = await self._get_json(self.core.list_pod_for_all_namespaces, label_selector=selector)
-            for pod in (data or {}).get("items", []):
+            for pod in await self.api.pods(selector):
                 pods[pod["metadata"]["uid"]] = pod
         await self._refresh_nodes({p.get("spec", {}).get("nodeName") or "" for p in pods.values()} - {""})
         return pods
@@ -607,10 +594,10 @@ class Agent:
 
     async def _claim_dir(self, ns: str, claim: str, fs_group: int | None) -> Path:
         """A directory per claim; per NFS export or hostPath PV when bound to one, so pods share it."""
-        pvc = await self._get_json(self.core.read_namespaced_persistent_volume_claim, claim, ns)
+        pvc = await self.api.claim(ns, claim)
         pv = None
         if pvc and pvc.get("spec", {}).get("volumeName"):
-            pv = await self._get_json(self.core.read_persistent_volume, pvc["spec"]["volumeName"])
+            pv = await self.api.volume(pvc["spec"]["volumeName"])
         shared = Path(self.cfg["shared_dir"])
         if pv and "nfs" in pv["spec"]:
             nfs = pv["spec"]["nfs"]
@@ -757,10 +744,7 @@ class Agent:
         }
         if audience:
             body["spec"]["audiences"] = [audience]
-        resp = await self.core.create_namespaced_service_account_token(
-            sa, run.namespace, body, _preload_content=False, _request_timeout=API_TIMEOUT
-        )
-        token = json.loads(await resp.read())["status"]["token"].encode()
+        token = (await self.api.token(run.namespace, sa, body)).encode()
         av.token_cache[audience] = (time.time() + ttl * 0.8, token)
         return token
 
@@ -851,9 +835,9 @@ class Agent:
 
 
 async def _amain(cfg: dict[str, Any]) -> None:
-    api_config = client.Configuration()
-    await config.load_kube_config(config_file=cfg["kubeconfig"], client_configuration=api_config)
-    async with client.ApiClient(api_config) as api:
+    from .nodeagent_kube import KubeREST  # aiohttp: needed in the agent process only
+
+    async with KubeREST(cfg["kubeconfig"], Path(cfg["agent_dir"]) / "kube", API_TIMEOUT) as api:
         agent = Agent(cfg, api)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

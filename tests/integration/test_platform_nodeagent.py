@@ -43,7 +43,7 @@ class Kube:
         user = cfg["users"][0]["user"]
         self.server = cluster["server"].rstrip("/")
         self.session = requests.Session()
-        self.session.verify = cluster["certificate-authority"]
+        self.verify = cluster["certificate-authority"]
         if "client-certificate" in user:
             self.session.cert = (user["client-certificate"], user["client-key"])
         if "token" in user:
@@ -52,7 +52,14 @@ class Kube:
     def request(self, method: str, path: str, body: Any = None, ctype: str = "application/json") -> Any:
         """Call the API; raise on errors other than 404 (which gives None)."""
         data = json.dumps(body) if body is not None else None
-        resp = self.session.request(method, self.server + path, data=data, headers={"Content-Type": ctype}, timeout=15)
+        resp = self.session.request(
+            method,
+            self.server + path,
+            data=data,
+            headers={"Content-Type": ctype},
+            timeout=15,
+            verify=self.verify,  # per request: REQUESTS_CA_BUNDLE would override a session's verify
+        )
         if resp.status_code == 404:
             return None
         resp.raise_for_status()
