@@ -264,3 +264,33 @@ def test_secret_owned_by_a_pod_is_garbage_collected(platform: dict[str, Any], ad
     finally:
         admin.request("DELETE", f"{base}/secrets/{name}")
         admin.request("DELETE", f"{base}/pods/{name}")
+
+
+def test_deployments_and_jobs_are_driven_by_the_controller_manager(platform: dict[str, Any], admin: Api) -> None:
+    """Workloads the chart installs next to the hub (the proxy Deployment, pre-pull or cleanup Jobs)
+    come up: a Deployment gets a Running pod through its ReplicaSet and a Job runs to completion."""
+    namespace = platform["controlplane"]["namespace"]
+    name = f"cp-wl-{uuid.uuid4().hex[:8]}"
+    template = {"metadata": {"labels": {"app": name}}, "spec": pod_manifest(name)["spec"]}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template},
+    }
+    job_template = {"spec": {**pod_manifest(name)["spec"], "restartPolicy": "Never"}}
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name}, "spec": {"template": job_template}}
+    apps = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    jobs = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+    try:
+        assert admin.request("POST", apps, deployment).status_code == 201
+        assert admin.request("POST", jobs, job).status_code == 201
+        wait_until(
+            "Deployment available",
+            lambda: admin.get_json(f"{apps}/{name}").get("status", {}).get("availableReplicas") == 1,
+        )
+        wait_until("Job succeeded", lambda: admin.get_json(f"{jobs}/{name}").get("status", {}).get("succeeded") == 1)
+    finally:
+        background = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        admin.request("DELETE", f"{apps}/{name}", background)
+        admin.request("DELETE", f"{jobs}/{name}", background)
