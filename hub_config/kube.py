@@ -51,9 +51,14 @@ class KubeError(Exception):
         return (type(self), (self.action, self.kind, self.namespace, self.name, self.status, self.reason))
 
 
+_MIN_SCRUBBED = 12
+"""Shorter values are not searched for: they would garble the message (a value ``secret`` would
+blank out the word "secrets" in RBAC errors), and what the hub stores — tokens, config files — is long."""
+
+
 def _scrub(text: str, secrets: Iterable[str]) -> str:
     for s in secrets:
-        if len(s) >= 4:
+        if len(s) >= _MIN_SCRUBBED:
             text = text.replace(s, "[redacted]")
     text = "".join(c if c.isprintable() else " " for c in text)
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
