@@ -157,7 +157,7 @@ class RunningPod:
         """Where the pod's HTTP server answers."""
         return f"http://{self.ip}:8888"
 
-    def wait_serving(self, timeout: float = 60.0) -> None:
+    def wait_serving(self, timeout: float = 120.0) -> None:
         """Wait for Running with an IP, then for the process to answer on it."""
 
         def ip() -> str:
@@ -175,60 +175,75 @@ class RunningPod:
             self.kube.request("DELETE", f"{base}/{path}")
 
 
-@pytest.fixture
-def make_pod(kube: Kube, ns: str) -> Iterator[Callable[..., RunningPod]]:
-    """Create a Secret, a ConfigMap and a run-locally pod using both; delete them afterwards."""
-    made: list[RunningPod] = []
+class PodMaker:
+    """Creates a Secret, a ConfigMap and a run-locally pod using both; deletes them at the end."""
 
-    def make(
-        token: str = "token-v1",  # noqa: S107 - test data
-        greeting: str = "hello from a configmap",
-    ) -> RunningPod:
+    def __init__(self, kube: Kube, ns: str) -> None:
+        self.kube, self.ns = kube, ns
+        self.made: list[RunningPod] = []
+
+    def create(self, token: str | None = None, greeting: str = "hello from a configmap") -> RunningPod:
+        """Create the objects; do not wait (so several pods can come up together)."""
+        token = token or "token-v1"
         suffix = uuid.uuid4().hex[:6]
         name, secret, cm = f"na-{suffix}", f"na-token-{suffix}", f"na-cm-{suffix}"
-        base = f"/api/v1/namespaces/{ns}"
-        kube.request(
-            "POST",
-            f"{base}/secrets",
-            {"metadata": {"name": secret}, "data": {"token": base64.b64encode(token.encode()).decode()}},
-        )
-        kube.request("POST", f"{base}/configmaps", {"metadata": {"name": cm}, "data": {"greeting": greeting}})
-        kube.request("POST", f"{base}/pods", _pod(name, secret, cm))
-        pod = RunningPod(kube, ns, name, secret, cm)
-        made.append(pod)
+        base = f"/api/v1/namespaces/{self.ns}"
+        token_b64 = base64.b64encode(token.encode()).decode()
+        self.kube.request("POST", f"{base}/secrets", {"metadata": {"name": secret}, "data": {"token": token_b64}})
+        self.kube.request("POST", f"{base}/configmaps", {"metadata": {"name": cm}, "data": {"greeting": greeting}})
+        self.kube.request("POST", f"{base}/pods", _pod(name, secret, cm))
+        pod = RunningPod(self.kube, self.ns, name, secret, cm)
+        self.made.append(pod)
+        return pod
+
+    def __call__(self, token: str | None = None, greeting: str = "hello from a configmap") -> RunningPod:
+        """Create a pod and wait until it serves."""
+        pod = self.create(token, greeting)
         pod.wait_serving()
         return pod
 
-    yield make
-    for pod in made:
-        pod.delete()
+    def cleanup(self) -> None:
+        """Delete everything this maker created."""
+        for pod in self.made:
+            pod.delete()
 
 
-def test_pod_answers_on_its_pod_ip(make_pod: Callable[..., RunningPod], platform: dict[str, Any]) -> None:
+@pytest.fixture(scope="module")
+def make_pod(kube: Kube, ns: str) -> Iterator[PodMaker]:
+    """A :class:`PodMaker` for the module; kwok takes seconds to mark pods Running, so pods are shared."""
+    maker = PodMaker(kube, ns)
+    yield maker
+    maker.cleanup()
+
+
+@pytest.fixture(scope="module")
+def alice(make_pod: PodMaker) -> RunningPod:
+    """One long-lived pod for the read-only checks."""
+    return make_pod(token="secret-token-abc", greeting="greetings, data lake")
+
+
+def test_pod_answers_on_its_pod_ip(alice: RunningPod, platform: dict[str, Any]) -> None:
     """A user's server is reachable at its pod IP, as the hub's proxy would reach it in a cluster."""
-    pod = make_pod()
-    assert pod.ip.startswith("127.80."), pod.ip
-    assert _get(pod.url + "/uid").strip() == "1000"
-    log = Path(platform["nodeagent"]["logs_dir"]) / f"{pod.ns}_{pod.name}.log"
+    assert alice.ip.startswith("127.80."), alice.ip
+    assert _get(alice.url + "/uid").strip() == "1000"
+    log = Path(platform["nodeagent"]["logs_dir"]) / f"{alice.ns}_{alice.name}.log"
     assert log.exists(), "the pod's output goes to its own log file"
 
 
-def test_runs_as_pod_user_and_reads_secret(make_pod: Callable[..., RunningPod]) -> None:
+def test_runs_as_pod_user_and_reads_secret(alice: RunningPod) -> None:
     """The notebook runs as uid 1000, not root, and can still read its mounted token (via fsGroup)."""
-    pod = make_pod(token="secret-token-abc")
-    assert _get(pod.url + "/uid").strip() == "1000"
-    assert "100" in _get(pod.url + "/groups").split(), "fsGroup is a supplementary group"
-    assert _get(pod.url + "/secret/token") == "secret-token-abc"
-    assert _get(pod.url + "/home") == "/home/jovyan"
+    assert _get(alice.url + "/uid").strip() == "1000"
+    assert "100" in _get(alice.url + "/groups").split(), "fsGroup is a supplementary group"
+    assert _get(alice.url + "/secret/token") == "secret-token-abc"
+    assert _get(alice.url + "/home") == "/home/jovyan"
 
 
-def test_configmap_value_reaches_env(make_pod: Callable[..., RunningPod]) -> None:
+def test_configmap_value_reaches_env(alice: RunningPod) -> None:
     """A setting the hub puts in a ConfigMap shows up in the notebook's environment."""
-    pod = make_pod(greeting="greetings, data lake")
-    assert _get(pod.url + "/greeting") == "greetings, data lake"
+    assert _get(alice.url + "/greeting") == "greetings, data lake"
 
 
-def test_secret_update_reaches_mounted_file(make_pod: Callable[..., RunningPod], kube: Kube) -> None:
+def test_secret_update_reaches_mounted_file(make_pod: PodMaker, kube: Kube) -> None:
     """A rotated Rucio token reaches the file inside the running notebook within seconds."""
     pod = make_pod(token="old-token")
     assert _get(pod.url + "/secret/token") == "old-token"
@@ -244,7 +259,15 @@ def test_secret_update_reaches_mounted_file(make_pod: Callable[..., RunningPod],
     assert time.monotonic() - started < 5.0
 
 
-def test_deleting_pod_stops_process(make_pod: Callable[..., RunningPod], kube: Kube) -> None:
+def test_two_pods_get_distinct_ips_and_both_serve(alice: RunningPod, make_pod: PodMaker) -> None:
+    """Two users' servers run side by side on the same port, each on its own IP, each its own files."""
+    bob = make_pod(token="bob-token")
+    assert alice.ip != bob.ip
+    assert _get(alice.url + "/secret/token") == "secret-token-abc"
+    assert _get(bob.url + "/secret/token") == "bob-token"
+
+
+def test_deleting_pod_stops_process(make_pod: PodMaker, kube: Kube) -> None:
     """Stopping a server (the hub deletes the pod) really stops it: the port closes within seconds."""
     pod = make_pod()
     assert _port_open(pod.ip, 8888)
@@ -252,12 +275,3 @@ def test_deleting_pod_stops_process(make_pod: Callable[..., RunningPod], kube: K
     _wait("port closed after pod deletion", lambda: not _port_open(pod.ip, 8888), 10.0)
     with pytest.raises(urllib.error.URLError):
         _get(pod.url + "/uid")
-
-
-def test_two_pods_get_distinct_ips_and_both_serve(make_pod: Callable[..., RunningPod]) -> None:
-    """Two users' servers run side by side on the same port, each on its own IP, each its own files."""
-    first = make_pod(token="alice-token")
-    second = make_pod(token="bob-token")
-    assert first.ip != second.ip
-    assert _get(first.url + "/secret/token") == "alice-token"
-    assert _get(second.url + "/secret/token") == "bob-token"
