@@ -271,6 +271,7 @@ class Agent:
         self.runs: dict[str, PodRun] = {}
         self.starting: set[str] = set()
         self.failed_until: dict[str, float] = {}
+        self.last_error: dict[str, str] = {}
         self.kwok_nodes: set[str] = set(cfg.get("nodes", []))
         self.other_nodes: set[str] = set()
         self.nodes_checked = 0.0
@@ -368,6 +369,7 @@ class Agent:
         for uid in list(self.failed_until):
             if uid not in pods:
                 del self.failed_until[uid]
+                self.last_error.pop(uid, None)
 
     async def _start_guarded(self, pod: dict[str, Any]) -> None:
         uid = pod["metadata"]["uid"]
@@ -377,8 +379,11 @@ class Agent:
                 run = await asyncio.wait_for(self.start_pod(pod), timeout=START_TIMEOUT)
             self.runs[uid] = run
             self.failed_until.pop(uid, None)
+            self.last_error.pop(uid, None)
         except VolumeError as err:
-            log.warning("pod %s not started yet: %s", key, err)
+            if self.last_error.get(uid) != str(err):  # say it once, not every retry
+                log.warning("pod %s not started yet (retrying every 2 s): %s", key, err)
+                self.last_error[uid] = str(err)
             self.failed_until[uid] = time.monotonic() + 2.0
         except Exception:
             log.exception("pod %s could not be started; retrying in 10 s", key)
@@ -533,12 +538,12 @@ class Agent:
                 kind = "secret" if "secretKeyRef" in vf else "configmap"
                 ref = vf.get("secretKeyRef") or vf.get("configMapKeyRef") or {}
                 obj = await self._object(cache, kind, ns, ref.get("name", ""))
-                data = None if obj is None else (decode_secret(obj) if kind == "secret" else decode_configmap(obj))
-                if data is None or ref.get("key") not in data:
+                found = None if obj is None else (decode_secret(obj) if kind == "secret" else decode_configmap(obj))
+                if found is None or ref.get("key") not in found:
                     if ref.get("optional"):
                         continue
                     raise VolumeError(f"env {name}: {kind} {ns}/{ref.get('name')} key {ref.get('key')!r} missing")
-                env[name] = data[ref["key"]].decode(errors="replace")
+                env[name] = found[ref["key"]].decode(errors="replace")
         if bin_dir not in env["PATH"].split(":"):
             env["PATH"] = f"{bin_dir}:{env['PATH']}"
         return env
@@ -601,12 +606,12 @@ class Agent:
         shared = Path(self.cfg["shared_dir"])
         if pv and "nfs" in pv["spec"]:
             nfs = pv["spec"]["nfs"]
-            path = shared / "nfs" / nfs["server"] / nfs["path"].strip("/")
+            path: Path = shared / "nfs" / str(nfs["server"]) / str(nfs["path"]).strip("/")
             path.mkdir(parents=True, exist_ok=True)
             os.chmod(path, 0o777)  # noqa: S103 - a test export: anyone may create their directory in it
             return path
         if pv and "hostPath" in pv["spec"]:
-            path = shared / "hostpath" / pv["spec"]["hostPath"]["path"].strip("/")
+            path = shared / "hostpath" / str(pv["spec"]["hostPath"]["path"]).strip("/")
             path.mkdir(parents=True, exist_ok=True)
             os.chmod(path, 0o777)  # noqa: S103 - a shared test directory
             return path
@@ -823,9 +828,10 @@ class Agent:
             self._record_ns(run)
             await asyncio.to_thread(_kill_group, run.proc.pid, grace, run.mnt_ns)
         elif run.mnt_ns and _ns_members(run.mnt_ns):
-            await asyncio.to_thread(_kill_group, run.proc.pid if run.proc else 0, grace, run.mnt_ns)
+            await asyncio.to_thread(_kill_group, 0, grace, run.mnt_ns)  # leftovers, e.g. kernels
+        if run.proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                run.proc.wait(timeout=5)
+                run.proc.wait(timeout=5)  # reap: no zombie left behind
         shutil.rmtree(run.pod_dir, ignore_errors=True)
         self.runs.pop(run.uid, None)
         log.info("stopped pod %s", run.key)
