@@ -19,6 +19,7 @@ kwok (:mod:`localplatform.kwok`); kube-scheduler places pods on them.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import json
 import logging
@@ -227,6 +228,10 @@ def _get(url: str, ctx: ssl.SSLContext) -> tuple[int, bytes]:
         return int(err.code), err.read()
 
 
+def _answers_ok(url: str, ctx: ssl.SSLContext) -> bool:
+    return _get(url, ctx)[0] == 200
+
+
 def _healthy(section: dict[str, Any], state: Path) -> bool:
     """Every process alive and the apiserver and both controllers answering healthy."""
     for name in PROCESSES:
@@ -376,7 +381,7 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
     unverified = _ssl_context(pki, verify=False)
     for proc in (kcm, scheduler):
         url = f"https://127.0.0.1:{ports[proc.name]}/healthz"
-        wait_for(f"{proc.name} /healthz", lambda u=url: _get(u, unverified)[0] == 200, 60, proc=proc)
+        wait_for(f"{proc.name} /healthz", functools.partial(_answers_ok, url, unverified), 60, proc=proc)
 
     admin = kubeconfigs["admin"]
     kubectl(admin, "apply", "-f", str(MANIFESTS / "namespace.yaml"))
