@@ -14,8 +14,14 @@ kwok manages. For each such pod that is Running with an IP it
   env (``$(VAR)`` expanded, ``valueFrom`` resolved), ``workingDir`` and user/groups, inside a private
   mount namespace where the volumes sit at their ``mountPath``, see :mod:`localplatform.nodeagent_launch`;
 * re-syncs Secret/ConfigMap volumes every couple of seconds (so a rotated token reaches the files);
-* kills the process group when the pod is deleted or gets a deletionTimestamp, and restarts the
-  process per ``restartPolicy`` if it exits.
+* kills the pod's processes when the pod is deleted or gets a deletionTimestamp (its process group
+  *and* everything in its mount namespace: Jupyter starts kernels in sessions of their own), and
+  restarts the process per ``restartPolicy`` with back-off if it exits. The pod's status is kwok's:
+  an exit is not reported to the API.
+
+Not done (kubelet features the notebook pods do not need here): initContainers, sidecars,
+lifecycle hooks, probes, resource limits (noted only), service-link env vars, cluster DNS (so the
+hub must hand pods an IP-based ``JUPYTERHUB_API_URL``).
 
 **The one deviation from a kubelet:** every pod would otherwise bind ``0.0.0.0:8888`` on the one
 host network, so ``0.0.0.0`` is rewritten to the pod's IP in ``JUPYTERHUB_SERVICE_URL`` and in the
@@ -27,9 +33,14 @@ when the pod sets no ``runAsUser``/``runAsGroup``, ``HOME=/home/jovyan`` (a per-
 the image's writable layer) unless the pod's env sets it, WORKDIR ``/home/jovyan``, a private
 ``/tmp``, and a kubelet-style ``/etc/hosts`` (with ``hostAliases``).
 
+Smaller liberties, both for shared home directories: a missing ``subPath`` directory is created
+owned by the pod's user (and fsGroup), as the usual NFS-home init step would leave it; the directory
+standing for an NFS export or hostPath PV is world-writable, like a test export.
+
 Started by :func:`up` as ``python -m localplatform.nodeagent --config <state>/nodeagent/config.json``.
-Child PIDs (with their start times, so a recycled PID is never signalled) are recorded under
-``<state>/nodeagent/pods/*/pid``; a new agent and :func:`down` reap whatever an old one left.
+Child PIDs (with their start times, so a recycled PID is never signalled, and their mount
+namespace) are recorded under ``<state>/nodeagent/pods/*/pid``; a new agent and :func:`down` reap
+whatever an old one left. Pod output goes to ``<state>/logs/pods/<namespace>_<name>.log``.
 """
 
 from __future__ import annotations
