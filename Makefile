@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev dev-down test lint unit integration venv platform-up platform-down schema clean
+.PHONY: dev dev-down test lint unit integration venv platform-up platform-down schema clean images
 
 $(STAMP): pyproject.toml requirements/hub-image.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ dev: $(STAMP)
 	PYTHONPATH=scripts $(PY) -m localplatform dev
 
 dev-down: platform-down
+
+images:
+	$(MAKE) -C images all
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

