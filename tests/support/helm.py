@@ -133,8 +133,8 @@ def by_kind_name(objects: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], 
 
 def validate_manifests(objects: Iterable[Mapping[str, Any]], version: str | None = None) -> list[str]:
     """Problems of strict validation against the bundled Kubernetes schemas (empty: all valid)."""
-    import kubernetes_validate
-    from kubernetes_validate.utils import SchemaNotFoundError, ValidationError
+    import kubernetes_validate  # type: ignore[import-untyped]
+    from kubernetes_validate.utils import SchemaNotFoundError, ValidationError  # type: ignore[import-untyped]
 
     wanted = version or kube_version()
     problems: list[str] = []
