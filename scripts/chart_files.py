@@ -9,13 +9,16 @@ z2jh 4.4.0 copies `hub.extraVolumes` and `prePuller.extraImages` into its manife
   `datalake.images` (registry and tag) as the hub resolves them.
 
 Each lives between `# >>> generated ...` and `# <<< generated: <what>` markers; everything else in
-values.yaml is hand-written. `python scripts/chart_files.py` rewrites the regions (`make chart-files`);
-`--check` exits 1 when they are stale (a unit test does the same).
+values.yaml is hand-written. The values reference in docs/operator.md (one row per key, from the
+chart schema's descriptions) is generated the same way, between `<!-- >>> values reference -->`
+markers. `python scripts/chart_files.py` rewrites the regions (`make chart-files`); `--check` exits 1
+when any is stale (unit tests do the same).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from collections.abc import Iterable
@@ -25,6 +28,7 @@ from typing import Any
 import yaml
 
 from hub_config.profiles.kubespawner import image_ref
+from hub_config.schema import chart_values_schema
 from hub_config.settings import ImageSettings
 
 __all__ = [
@@ -34,7 +38,10 @@ __all__ = [
     "config_key",
     "package_files",
     "profile_images",
+    "render_doc",
     "render_values",
+    "render_values_reference",
+    "values_reference",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,22 +137,118 @@ def render_values(text: str, repo: Path = REPO) -> str:
     return out
 
 
+_DOC_REGION = re.compile(r"(<!-- >>> values reference[^\n]*-->\n).*?(<!-- <<< values reference -->\n)", re.DOTALL)
+_NOT_EXPANDED = frozenset({"Profile"})
+"""Definitions listed as one row (profiles have their own reference: README, admin guide)."""
+
+
+def _resolve(spec: dict[str, Any], defs: dict[str, Any]) -> tuple[dict[str, Any], str | None, bool]:
+    """(the schema behind ``spec``, its definition name, nullable) through `$ref` and `anyOf [X, null]`."""
+    nullable = False
+    name: str | None = None
+    options = spec.get("anyOf")
+    if options:
+        rest = [o for o in options if o.get("type") != "null"]
+        nullable = len(rest) < len(options)
+        if len(rest) == 1:
+            spec = {**rest[0], **{k: v for k, v in spec.items() if k != "anyOf"}}
+    ref = spec.get("$ref")
+    if ref:
+        name = ref.rsplit("/", 1)[-1]
+        spec = {**defs[name], **{k: v for k, v in spec.items() if k != "$ref"}}
+    return spec, name, nullable
+
+
+def _type(spec: dict[str, Any], defs: dict[str, Any]) -> str:
+    resolved, name, nullable = _resolve(spec, defs)
+    if name:
+        kind = "object"
+    elif "enum" in resolved:
+        kind = " \\| ".join(f"`{v}`" for v in resolved["enum"])
+    elif "const" in resolved:
+        kind = f"`{resolved['const']}`"
+    elif resolved.get("type") == "array":
+        kind = f"list of {_type(resolved.get('items', {}), defs)}"
+    elif isinstance(resolved.get("type"), list):
+        kinds = [t for t in resolved["type"] if t != "null"]
+        nullable = nullable or "null" in resolved["type"]
+        kind = " \\| ".join(kinds)
+    elif "anyOf" in resolved:
+        kind = " \\| ".join(_type(o, defs) for o in resolved["anyOf"] if o.get("type") != "null")
+        nullable = nullable or any(o.get("type") == "null" for o in resolved["anyOf"])
+    else:
+        kind = str(resolved.get("type", "any"))
+    return f"{kind} or null" if nullable else kind
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def values_reference(schema: dict[str, Any] | None = None) -> list[tuple[str, str, str, str]]:
+    """(key path, type, default, description) for every documented value, depth first."""
+    schema = schema or chart_values_schema()
+    defs: dict[str, Any] = schema.get("$defs", {})
+    rows: list[tuple[str, str, str, str]] = []
+
+    def walk(prefix: str, spec: dict[str, Any]) -> None:
+        resolved, name, _ = _resolve(spec, defs)
+        default = json.dumps(spec["default"], ensure_ascii=False) if "default" in spec else ""
+        if prefix:
+            desc = spec.get("description") or resolved.get("description", "")
+            rows.append((prefix, _type(spec, defs), default, desc))
+        if name in _NOT_EXPANDED:
+            return
+        if resolved.get("type") == "array":
+            item, item_name, _ = _resolve(resolved.get("items", {}), defs)
+            if item.get("properties") and item_name not in _NOT_EXPANDED:
+                for key, sub in item["properties"].items():
+                    walk(f"{prefix}[].{key}", sub)
+            return
+        for key, sub in (resolved.get("properties") or {}).items():
+            walk(f"{prefix}.{key}" if prefix else key, sub)
+
+    walk("", schema)
+    return rows
+
+
+def render_values_reference(schema: dict[str, Any] | None = None) -> str:
+    """The values reference as a Markdown table."""
+    lines = ["| key | type | default | description |", "|---|---|---|---|"]
+    for key, kind, default, desc in values_reference(schema):
+        shown = f"`{_cell(default)}`" if default else ""
+        lines.append(f"| `{key}` | {_cell(kind)} | {shown} | {_cell(desc)} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_doc(text: str) -> str:
+    """docs/operator.md with its values reference regenerated."""
+    out, count = _DOC_REGION.subn(lambda m: f"{m.group(1)}{render_values_reference()}{m.group(2)}", text)
+    if count != 1:
+        raise ValueError("docs/operator.md needs one `<!-- >>> values reference -->` ... `<!-- <<< ... -->` region")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Rewrite (or with ``--check`` verify) the generated regions of chart/values.yaml."""
+    """Rewrite (or with ``--check`` verify) the generated regions of values.yaml and the operator guide."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if chart/values.yaml is stale")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a generated region is stale")
     parser.add_argument("--values", type=Path, default=REPO / "chart" / "values.yaml")
+    parser.add_argument("--doc", type=Path, default=REPO / "docs" / "operator.md")
     args = parser.parse_args(argv)
-    current = args.values.read_text()
-    wanted = render_values(current)
-    if current == wanted:
-        return 0
-    if args.check:
-        sys.stderr.write(f"{args.values} is stale: run `make chart-files`\n")
-        return 1
-    args.values.write_text(wanted)
-    sys.stderr.write(f"rewrote the generated regions of {args.values}\n")
-    return 0
+    stale = 0
+    for path, render in ((args.values, render_values), (args.doc, render_doc)):
+        current = path.read_text()
+        wanted = render(current)
+        if current == wanted:
+            continue
+        if args.check:
+            sys.stderr.write(f"{path} is stale: run `make chart-files`\n")
+            stale = 1
+            continue
+        path.write_text(wanted)
+        sys.stderr.write(f"rewrote the generated regions of {path}\n")
+    return stale
 
 
 if __name__ == "__main__":
