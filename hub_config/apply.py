@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .auth import AuthConfigError, DiscoveryError, apply_auth
+from .auth import AuthConfigError, DiscoveryError, apply_auth, discover, read_client_secret
 from .errors import ConfigError
+from .hooks.rotation import Rotator
+from .hooks.rucio import RucioProvisioner
 from .profiles.source import ProfileSource
 from .settings.model import Settings
 from .spawner import apply_spawner
@@ -36,8 +38,24 @@ def apply(c: Any, settings: Settings, *, hub_url: str | None = None) -> ProfileS
     """Configure authentication, spawning and pages on the traitlets config ``c``."""
     profiles = ProfileSource(settings)
     profiles.load_initial()
-    apply_auth(c, settings.iam, hub_url=hub_url)
-    apply_spawner(c, settings, profiles)
+    endpoints = discover(settings.iam)
+    apply_auth(c, settings.iam, hub_url=hub_url, endpoints=endpoints)
+    rucio: RucioProvisioner | None = None
+    rotator: Rotator | None = None
+    if settings.rucio.instances:
+        rucio = RucioProvisioner(
+            settings,
+            token_url=endpoints.token_url,
+            client_id=settings.iam.client_id,
+            client_secret=read_client_secret(settings.iam),
+            ca_bundle=settings.iam.ca_bundle,
+        )
+        rotator = Rotator(
+            margin=settings.rucio.refresh_margin_seconds,
+            interval=settings.rucio.check_interval_seconds,
+            concurrency=settings.rucio.max_concurrent_rotations,
+        )
+    apply_spawner(c, settings, profiles, rucio=rucio, rotator=rotator)
     # `update`/`prepend` merge with what other config files set (traitlets' lazy values).
     c.JupyterHub.template_vars.update(
         {

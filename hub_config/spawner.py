@@ -20,9 +20,13 @@ from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import Any as AnyTrait
 
+from .hooks.rotation import Rotator
+from .hooks.rucio import Provisioned, RucioProvisioner
+from .kube import KubeError, SecretStore
 from .profiles.kubespawner import PROFILE_KEY, RUNTIME_KEY, ChoiceError, profile_list_for, resolve_overrides
 from .profiles.model import Profile
 from .profiles.source import ProfileSource
+from .rucio.secret import build_secret_volume, env_for, secret_name_for
 from .settings.model import Settings
 from .storage import build_storage, pvc_settings
 
@@ -50,6 +54,8 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
 
     datalake_settings = AnyTrait(help="hub_config Settings").tag(config=True)
     datalake_profiles = AnyTrait(help="hub_config ProfileSource").tag(config=True)
+    datalake_rucio = AnyTrait(None, allow_none=True, help="hub_config RucioProvisioner").tag(config=True)
+    datalake_rotator = AnyTrait(None, allow_none=True, help="hub_config Rotator").tag(config=True)
 
     def _settings(self) -> Settings:
         settings: Settings = self.datalake_settings
@@ -86,17 +92,79 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
             raise _refusal(status, str(err)) from None
         await super().load_user_options()
         profile = self._chosen_profile(entries)
+        self._datalake_profile = profile
         spec = build_storage(self._settings(), profile, image=self.image)
-        self.volumes = [*spec.volumes, *self._extra_volumes()]
-        self.volume_mounts = [*spec.volume_mounts, *self._extra_volume_mounts()]
+        self.volumes = list(spec.volumes)
+        self.volume_mounts = list(spec.volume_mounts)
         self.init_containers = list(spec.init_containers)
+        self._datalake_events: list[dict[str, Any]] = []
+        await self._setup_rucio(profile)
 
-    def _extra_volumes(self) -> list[dict[str, Any]]:
-        """Volumes added by later hooks (the Rucio Secret); none by default."""
-        return []
+    # --- Rucio -------------------------------------------------------------------------------
 
-    def _extra_volume_mounts(self) -> list[dict[str, Any]]:
-        return []
+    def _rucio_key(self) -> str:
+        return f"{self.namespace}/{self.pod_name}"
+
+    def _rucio_wanted(self, profile: Profile) -> bool:
+        provisioner: RucioProvisioner | None = self.datalake_rucio
+        return provisioner is not None and provisioner.wanted(profile)
+
+    async def _setup_rucio(self, profile: Profile) -> None:
+        """Mount the server's Rucio Secret and fill it; a failure is an event, never a failed spawn."""
+        if not self._rucio_wanted(profile):
+            return
+        rucio = self._settings().rucio
+        secret_name = secret_name_for(self.pod_name)
+        volume, mount = build_secret_volume(rucio, secret_name)
+        volume["secret"]["optional"] = True  # the server starts even if the Secret could not be made
+        self.volumes.append(volume)
+        self.volume_mounts.append(mount)
+        environment: dict[str, Any] = dict(getattr(self, "environment", {}))
+        self.environment = {**environment, **env_for(rucio)}
+        result = await self._provision(profile)
+        for warning in result.warnings:
+            self.log.warning("Rucio for %s: %s", self._log_name, warning)
+            self._datalake_events.append({"progress": 5, "message": f"Rucio access is unavailable: {warning}"})
+        if result.instances:
+            names = ", ".join(i.display_name for i in rucio.instances if i.name in result.instances)
+            self._datalake_events.append({"progress": 5, "message": f"Rucio client configured for {names}"})
+            rotator: Rotator | None = self.datalake_rotator
+            if rotator is not None:
+                rotator.track(self._rucio_key(), self._rotate_rucio, result.expires_at)
+
+    async def _provision(self, profile: Profile) -> Provisioned:
+        provisioner: RucioProvisioner = self.datalake_rucio
+        return await provisioner.provision(
+            store=SecretStore(self.api.api_client),
+            namespace=self.namespace,
+            secret_name=secret_name_for(self.pod_name),
+            username=self.user.name,
+            auth_state=await self.user.get_auth_state(),
+            profile=profile,
+            labels={"datalake-hub.io/server": self.pod_name[:63].rstrip("-._")},
+        )
+
+    async def _rotate_rucio(self) -> float | None:
+        """Rotator callback: fresh IAM tokens (refresh if near expiry), new exchange, patched Secret."""
+        refreshed = await self.user.authenticator.refresh_user(self.user)
+        if refreshed is False:
+            raise RuntimeError("the user's IAM session ended (refresh token rejected); they must sign in again")
+        profile = getattr(self, "_datalake_profile", None) or self._chosen_profile(await self.datalake_profile_list())
+        result = await self._provision(profile)
+        if not result.instances:
+            raise RuntimeError("; ".join(result.warnings) or "no Rucio instance could be configured")
+        return result.expires_at
+
+    async def stop(self, now: bool = False) -> None:
+        rotator: Rotator | None = self.datalake_rotator
+        if rotator is not None:
+            rotator.untrack(self._rucio_key())
+        await super().stop(now=now)
+        if self.datalake_rucio is not None:
+            try:
+                await SecretStore(self.api.api_client).delete(self.namespace, secret_name_for(self.pod_name))
+            except KubeError as err:
+                self.log.warning("Could not delete the Rucio Secret of %s: %s", self._log_name, err)
 
     def _max_runtime_hours(self) -> float | None:
         reflector = getattr(self, "pod_reflector", None)
@@ -121,6 +189,11 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
 
     async def poll(self) -> int | None:
         status: int | None = await super().poll()
+        rotator: Rotator | None = self.datalake_rotator
+        resume = status is None and rotator is not None and self.datalake_rucio is not None
+        if resume and rotator is not None and rotator.tracked(self._rucio_key()) is None:
+            # After a hub restart: resume rotation for servers started before it (due at once).
+            rotator.track(self._rucio_key(), self._rotate_rucio, None)
         if status is None and self.runtime_exceeded():
             self.log.info("Stopping %s: its chosen maximum runtime has passed", self._log_name)
             await self.stop(now=False)
@@ -144,13 +217,22 @@ async def _profile_list(spawner: DatalakeSpawner) -> list[dict[str, Any]]:
     return await spawner.datalake_profile_list()
 
 
-def apply_spawner(c: Any, settings: Settings, profiles: ProfileSource) -> None:
-    """Configure KubeSpawner (as DatalakeSpawner) from settings and the profile source."""
+def apply_spawner(
+    c: Any,
+    settings: Settings,
+    profiles: ProfileSource,
+    *,
+    rucio: RucioProvisioner | None = None,
+    rotator: Rotator | None = None,
+) -> None:
+    """Configure KubeSpawner (as DatalakeSpawner) from settings, the profile source and Rucio hooks."""
     sp = settings.spawner
     c.JupyterHub.spawner_class = "hub_config.spawner.DatalakeSpawner"
     k = c.DatalakeSpawner
     k.datalake_settings = settings
     k.datalake_profiles = profiles
+    k.datalake_rucio = rucio
+    k.datalake_rotator = rotator
     k.profile_list = _profile_list
     k.slug_scheme = "safe"
     k.uid = sp.uid

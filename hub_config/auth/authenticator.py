@@ -14,6 +14,7 @@ OAuthenticator 17.4 gives us the OAuth dance; we add what production needs:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -140,9 +141,25 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
         )
         raise err
 
+    def _user_lock(self, name: str) -> asyncio.Lock:
+        locks: dict[str, asyncio.Lock] = self.__dict__.setdefault("_datalake_refresh_locks", {})
+        return locks.setdefault(name, asyncio.Lock())
+
     async def refresh_user(self, user: Any, handler: Any = None, **kwargs: Any) -> bool | dict[str, Any]:
+        """Refresh near expiry; one refresh per user at a time (page requests and the Rucio rotator).
+
+        IdPs may rotate refresh tokens and treat reuse as theft, so two concurrent refreshes with
+        one token must never happen: the second waits, then finds the fresh state saved by the first.
+        """
         if not self.enable_auth_state:
             return True
+        async with self._user_lock(user.name):
+            result = await self._refresh_locked(user, handler)
+            if isinstance(result, dict) and result.get("auth_state"):
+                await user.save_auth_state(result["auth_state"])
+            return result
+
+    async def _refresh_locked(self, user: Any, handler: Any) -> bool | dict[str, Any]:
         auth_state = await user.get_auth_state()
         if not auth_state:
             return False
