@@ -150,6 +150,24 @@ class SecretStore:
             self._fail("patch", namespace, name, err, data)
         log.info("patched Secret %s/%s (%d keys)", namespace, name, len(data or {}))
 
+    async def set_owner(self, namespace: str, name: str, *, pod_name: str, pod_uid: str) -> None:
+        """Make the pod own the Secret, so the garbage collector deletes the Secret with the pod.
+
+        Done after the pod exists (it needs the pod's uid); only ``ownerReferences`` is patched.
+        """
+        owner = {"apiVersion": "v1", "kind": "Pod", "name": pod_name, "uid": pod_uid, "blockOwnerDeletion": False}
+        patch = {"metadata": {"ownerReferences": [owner]}}
+        try:
+            await self._untyped.patch_namespaced_secret(
+                name, namespace, patch, _content_type=_MERGE_PATCH, _request_timeout=self._timeout
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return
+            self._fail("patch", namespace, name, err)
+        except (TimeoutError, aiohttp.ClientError, OSError) as err:
+            self._fail("patch", namespace, name, err)
+
     async def delete(self, namespace: str, name: str) -> None:
         """Delete the Secret; one that is already gone (404) is fine."""
         try:

@@ -132,6 +132,19 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
             if rotator is not None:
                 rotator.track(self._rucio_key(), self._rotate_rucio, result.expires_at)
 
+    async def datalake_after_pod_created(self, pod: dict[str, Any]) -> None:
+        """The pod now has a uid: make it own the Rucio Secret (deleted with the pod, whoever deletes it)."""
+        if self.datalake_rucio is None or not getattr(self, "_datalake_profile", None):
+            return
+        if not self._rucio_wanted(self._datalake_profile):
+            return
+        try:
+            await SecretStore(self.api.api_client).set_owner(
+                self.namespace, secret_name_for(self.pod_name), pod_name=self.pod_name, pod_uid=pod["metadata"]["uid"]
+            )
+        except KubeError as err:  # the hub still deletes the Secret on stop
+            self.log.warning("Could not make %s own its Rucio Secret: %s", self.pod_name, err)
+
     async def _provision(self, profile: Profile) -> Provisioned:
         provisioner: RucioProvisioner = self.datalake_rucio
         return await provisioner.provision(
@@ -217,6 +230,10 @@ async def _profile_list(spawner: DatalakeSpawner) -> list[dict[str, Any]]:
     return await spawner.datalake_profile_list()
 
 
+async def _after_pod_created(spawner: DatalakeSpawner, pod: dict[str, Any]) -> None:
+    await spawner.datalake_after_pod_created(pod)
+
+
 def apply_spawner(
     c: Any,
     settings: Settings,
@@ -234,6 +251,7 @@ def apply_spawner(
     k.datalake_rucio = rucio
     k.datalake_rotator = rotator
     k.profile_list = _profile_list
+    k.after_pod_created_hook = _after_pod_created
     k.slug_scheme = "safe"
     k.uid = sp.uid
     k.gid = sp.gid
