@@ -210,3 +210,17 @@ def test_stale_package_items_are_refused(chart: Path) -> None:
     with pytest.raises(HelmError) as err:
         render(chart, set_json={"jupyterhub.hub.extraVolumes": volumes})
     assert "make chart-files" in str(err.value)
+
+
+def test_kind_workflow_values_render(chart: Path, tmp_path: Path) -> None:
+    """scripts/kind/values-kind.yaml (not run here: no Docker) renders valid objects the hub accepts."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nplaceholder\n-----END CERTIFICATE-----\n")
+    values = REPO / "scripts" / "kind" / "values-kind.yaml"
+    objects = render(chart, [values], extra=["--set-file", f"jupyterhub.hub.extraFiles.dev-idp-ca.stringData={ca}"])
+    assert validate_manifests(objects) == []
+    indexed = by_kind_name(objects)
+    Settings.model_validate(yaml.safe_load(indexed["ConfigMap", "datalake-hub-settings"]["data"]["settings.yaml"]))
+    profiles = indexed["ConfigMap", "datalake-hub-profiles"]["data"]
+    assert sorted(profiles) == ["base.yaml"]
+    Profile.model_validate(yaml.safe_load(profiles["base.yaml"]))
