@@ -120,7 +120,9 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
         self.volumes.append(volume)
         self.volume_mounts.append(mount)
         environment: dict[str, Any] = dict(getattr(self, "environment", {}))
-        self.environment = {**environment, **env_for(rucio)}
+        # JUPYTER_CONFIG_PATH lets rucio-jupyterlab find its config in the Secret with any image
+        # (ours also prepend it in a start-up hook, keeping other entries).
+        self.environment = {**environment, **env_for(rucio), "JUPYTER_CONFIG_PATH": rucio.mount_path}
         result = await self._provision(profile)
         for warning in result.warnings:
             self.log.warning("Rucio for %s: %s", self._log_name, warning)

@@ -1,0 +1,185 @@
+"""Rucio in a running session: the hub writes rucio.cfg and a token, `rucio whoami` works, tokens rotate.
+
+Everything is real: the hub exchanges the user's IAM token at the platform IdP, writes the Secret
+with the hub ServiceAccount, the node agent mounts it into the notebook's namespace, and the Rucio
+client there talks to the real Rucio server. Commands run inside the session like `kubectl exec`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from localplatform.base import state_dir
+from localplatform.controlplane import kubectl
+from localplatform.hub import HubHandle, hub_log_text
+
+from tests.support.hubclient import api, login, running_hub, spawn, stop
+from tests.support.kube import get_json, user_pods, wait_no_pods
+from tests.support.podexec import pod_env, pod_exec, pod_pid
+
+pytestmark = pytest.mark.platform
+
+TTL = 60
+RUCIO_DIR = "/etc/datalake/rucio"
+
+
+@pytest.fixture(scope="module")
+def info(platform_factory: Any) -> dict[str, Any]:
+    return platform_factory()
+
+
+@pytest.fixture(scope="module")
+def hub(info: dict[str, Any]) -> Iterator[HubHandle]:
+    """A hub whose IAM tokens live 60 s; Rucio tokens rotate with 30 s left, checked every 5 s."""
+    patch = {
+        "iam": {"refresh_age_seconds": 5, "refresh_margin_seconds": 40},
+        "rucio": {"refresh_margin_seconds": 30, "check_interval_seconds": 5},
+    }
+    with running_hub(state_dir(), info, "rucio", settings_patch=patch, access_token_ttl=TTL) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def alice_server(hub: HubHandle, info: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """alice signed in, with a running `base` server."""
+    _, page = login(hub, info, "alice", "alice-password")
+    assert page.status_code == 200
+    assert spawn(hub, "alice", {"profile": "base"}).status_code in (201, 202)
+    (pod,) = user_pods(info, "alice")
+    yield pod
+    if api(hub, "GET", "/users/alice").json().get("servers"):
+        stop(hub, "alice")
+
+
+def whoami(info: dict[str, Any], pod: dict[str, Any]) -> str:
+    result = pod_exec(info, pod["metadata"]["name"], ["rucio", "whoami"])
+    return result.stdout + result.stderr
+
+
+SEEN_TOKENS: list[str] = []
+"""Every Rucio token read from a session during this module, for the final leak scan."""
+
+
+def token_digest(info: dict[str, Any], pod: dict[str, Any]) -> str:
+    result = pod_exec(info, pod["metadata"]["name"], ["cat", f"{RUCIO_DIR}/token-local"])
+    assert result.returncode == 0, result.stderr
+    assert not result.stdout.endswith("\n"), "token file must not end with a newline"
+    SEEN_TOKENS.append(result.stdout)
+    return hashlib.sha256(result.stdout.encode()).hexdigest()
+
+
+def test_rucio_whoami_in_the_session_prints_the_users_account(
+    info: dict[str, Any], alice_server: dict[str, Any]
+) -> None:
+    """In alice's notebook, `rucio whoami` answers with her account from the real Rucio server."""
+    out = whoami(info, alice_server)
+    assert "account : alice" in out, out
+
+
+def test_session_env_points_at_files_and_holds_no_token(info: dict[str, Any], alice_server: dict[str, Any]) -> None:
+    """RUCIO_CONFIG points at the mounted file; no BEARER_TOKEN*, no token value in the environment."""
+    pid = pod_pid(info, alice_server["metadata"]["name"])
+    env = pod_env(pid)
+    assert env["RUCIO_CONFIG"] == f"{RUCIO_DIR}/rucio.cfg"
+    assert not [k for k in env if k.startswith("BEARER_TOKEN")]
+    listing = pod_exec(info, alice_server["metadata"]["name"], ["ls", "-l", RUCIO_DIR]).stdout
+    for name in ("rucio.cfg", "rucio-local.cfg", "token-local", "jupyter_server_config.json"):
+        assert name in listing
+
+
+def test_the_extension_accepts_the_mounted_token(hub: HubHandle, alice_server: dict[str, Any]) -> None:
+    """The JupyterLab Rucio panel's OIDC check against the Rucio server succeeds with the mounted config."""
+    headers = {"Authorization": f"token {hub.service_token}"}
+    base = f"{hub.url}user/alice/rucio-jupyterlab"
+    instances = requests.get(f"{base}/instances", headers=headers, timeout=30)
+    assert instances.status_code == 200, instances.text
+    assert "local" in instances.text
+    check = requests.get(f"{base}/oidc-auth-check", params={"namespace": "local"}, headers=headers, timeout=60)
+    assert check.status_code == 200, check.text
+    assert check.json()["success"] is True
+
+
+def test_tokens_rotate_in_place_and_whoami_keeps_working(info: dict[str, Any], alice_server: dict[str, Any]) -> None:
+    """With 60 s tokens, 3 minutes later `rucio whoami` still works and the token file has changed."""
+    first = token_digest(info, alice_server)
+    seen = {first}
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        time.sleep(15)
+        seen.add(token_digest(info, alice_server))
+    assert len(seen) >= 3, "the token should have been rotated several times in 3 minutes"
+    assert "account : alice" in whoami(info, alice_server)
+
+
+def test_stop_removes_the_secret(hub: HubHandle, info: dict[str, Any], alice_server: dict[str, Any]) -> None:
+    """Stopping the server deletes its Rucio Secret (and the pod owned it meanwhile)."""
+    name = f"{alice_server['metadata']['name']}-rucio"
+    secret = get_json(info, "secret", "-n", info["controlplane"]["namespace"], name)
+    assert secret["metadata"]["ownerReferences"][0]["name"] == alice_server["metadata"]["name"]
+    stop(hub, "alice")
+    wait_no_pods(info, "alice")
+    out = kubectl(
+        info["controlplane"]["kubeconfig"], "get", "secrets", "-n", info["controlplane"]["namespace"], "-o", "name"
+    )
+    assert f"secret/{name}" not in out
+
+
+def _progress_messages(hub: HubHandle, user: str) -> list[str]:
+    messages: list[str] = []
+    url = f"{hub.api_url}/users/{user}/server/progress"
+    with requests.get(url, headers={"Authorization": f"token {hub.service_token}"}, stream=True, timeout=120) as resp:
+        for line in resp.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                event = json.loads(line[5:])
+                messages.append(event.get("message", ""))
+                if event.get("ready") or event.get("failed"):
+                    break
+    return messages
+
+
+def test_exchange_refused_server_starts_with_a_warning(info: dict[str, Any]) -> None:
+    """If IAM refuses the exchange, the server still starts and the user is told Rucio is unavailable."""
+    refused = {**_local_instance(info), "token_exchange": {"scope": "openid profile storage.admin"}}
+    with running_hub(
+        state_dir(), info, "rucio-refused", settings_patch={"rucio": {"instances": [refused]}}, access_token_ttl=TTL
+    ) as hub:
+        login(hub, info, "carol", "carol-password")
+        resp = api(hub, "POST", "/users/carol/server", json={"profile": "base"})
+        assert resp.status_code in (201, 202)
+        messages = _progress_messages(hub, "carol")
+        assert any("Rucio access is unavailable" in m and "refused the token exchange" in m for m in messages), messages
+        assert api(hub, "GET", "/users/carol").json()["servers"][""]["ready"] is True
+        stop(hub, "carol")
+
+
+def _local_instance(info: dict[str, Any]) -> dict[str, Any]:
+    rucio = info["rucio_server"]
+    return {
+        "name": "local",
+        "display_name": "Local Rucio",
+        "rucio_host": rucio["url"],
+        "auth_host": rucio["auth_url"],
+        "ca_cert": info["idp"]["ca_bundle"],
+    }
+
+
+def test_no_issued_token_anywhere_visible(hub: HubHandle, info: dict[str, Any]) -> None:
+    """Hub log, pod specs, ConfigMaps and events of the whole run contain none of the issued tokens."""
+    tokens: list[str] = []
+    for user in ("alice", "carol"):
+        state = api(hub, "GET", f"/users/{user}").json().get("auth_state") or {}
+        tokens += [state.get(k, "") for k in ("access_token", "refresh_token", "id_token")]
+    tokens += SEEN_TOKENS
+    tokens = [t for t in tokens if t]
+    assert len(SEEN_TOKENS) >= 3
+    visible = hub_log_text(hub)
+    for kind in ("pods", "configmaps", "events"):
+        visible += json.dumps(get_json(info, kind, "-A"))
+    for token in tokens:
+        assert token[:40] not in visible

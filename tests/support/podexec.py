@@ -1,0 +1,66 @@
+"""`kubectl exec` for the local platform: run a command inside a notebook pod's session.
+
+The node agent runs each pod's process in its own mount namespace; we enter that namespace as
+the pod's user with the pod's environment, so the command sees exactly the files the notebook
+sees (the mounted Rucio Secret, the home) and nothing else of the test's environment.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+
+def _pod_record(info: dict[str, Any], pod_name: str) -> Path:
+    pods = Path(info["nodeagent"]["pods_dir"])
+    for record in pods.iterdir():
+        meta = record / "meta.json"
+        if meta.exists() and json.loads(meta.read_text())["name"] == pod_name and (record / "pid").exists():
+            return record
+    raise AssertionError(f"the node agent runs no process for pod {pod_name}")
+
+
+def pod_pid(info: dict[str, Any], pod_name: str) -> int:
+    """PID of the pod's main process."""
+    return int((_pod_record(info, pod_name) / "pid").read_text().split()[0])
+
+
+def pod_env(pid: int) -> dict[str, str]:
+    """The environment the pod's process runs with."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    pairs = (item.decode(errors="replace").split("=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return dict(pairs)
+
+
+def _ids(pid: int) -> tuple[int, int]:
+    uid = gid = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            uid = int(line.split()[1])
+        elif line.startswith("Gid:"):
+            gid = int(line.split()[1])
+    return uid, gid
+
+
+def pod_exec(
+    info: dict[str, Any], pod_name: str, argv: list[str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` in the pod's mount namespace, as its user, with its environment."""
+    pid = pod_pid(info, pod_name)
+    env = pod_env(pid)
+    uid, gid = _ids(pid)
+    cmd = [
+        "nsenter",
+        f"--target={pid}",
+        "--mount",
+        f"--setuid={uid}",
+        f"--setgid={gid}",
+        "--",
+        "env",
+        "-i",
+        *[f"{k}={v}" for k, v in env.items()],
+        *argv,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
