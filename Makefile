@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev dev-down test lint unit integration venv platform-up platform-down schema clean images
+.PHONY: dev dev-down test lint unit integration venv platform-up platform-down schema clean images chart-files
 
 $(STAMP): pyproject.toml requirements/hub-image.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ dev: $(STAMP)
 	PYTHONPATH=scripts $(PY) -m localplatform dev
 
 dev-down: platform-down
+
+chart-files: $(STAMP)
+	$(PY) scripts/chart_files.py
 
 images:
 	$(MAKE) -C images all

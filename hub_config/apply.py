@@ -38,6 +38,11 @@ def apply(c: Any, settings: Settings, *, hub_url: str | None = None) -> ProfileS
     """Configure authentication, spawning and pages on the traitlets config ``c``."""
     profiles = ProfileSource(settings)
     profiles.load_initial()
+    crypt_key = os.environ.get("JUPYTERHUB_CRYPT_KEY", "")
+    if crypt_key.strip():
+        # The operator's key (from their existing Secret) wins over the one z2jh generates, so auth
+        # state stays readable if the release is reinstalled; JupyterHub validates the format.
+        c.CryptKeeper.keys = [k for k in crypt_key.split(";") if k.strip()]
     endpoints = discover(settings.iam)
     apply_auth(c, settings.iam, hub_url=hub_url, endpoints=endpoints)
     rucio: RucioProvisioner | None = None
