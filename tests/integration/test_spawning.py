@@ -16,6 +16,7 @@ import requests
 from localplatform.base import state_dir
 from localplatform.hub import HubHandle, hub_log_text
 
+from hub_config.profiles.model import memory_bytes
 from tests.support.hubclient import api, login, running_hub, spawn, stop
 from tests.support.kube import user_pods, wait_no_pods
 
@@ -36,46 +37,54 @@ def hub(info: dict[str, Any]) -> Iterator[HubHandle]:
         yield handle
 
 
+def _bytes(quantity: str) -> int:
+    units = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "k": 1000, "M": 1000**2, "G": 1000**3}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix):
+            return int(float(quantity[: -len(suffix)]) * factor)
+    return int(quantity)
+
+
 def _container(pod: dict[str, Any]) -> dict[str, Any]:
     return next(c for c in pod["spec"]["containers"] if c["name"] == "notebook")
 
 
 CASES = [
-    ("alice", {"profile": "base"}, {"image": "datalake-base", "cpu": ("1", "2"), "mem": ("4Gi", "4Gi"), "gpus": None}),
+    ("alice", {"profile": "base"}, {"image": "datalake-base", "cpu": ("1", "2"), "mem": ("4G", "4G"), "gpus": None}),
     (
         "alice",
         {"profile": "hep", "cores": "8", "memory": "32G"},
-        {"image": "datalake-hep", "cpu": ("4", "8"), "mem": ("16Gi", "32Gi"), "gpus": None},
+        {"image": "datalake-hep", "cpu": ("4", "8"), "mem": ("16G", "32G"), "gpus": None},
     ),
     (
         "alice",
         {"profile": "hep-slim"},
-        {"image": "datalake-hep-slim", "cpu": ("1", "1"), "mem": ("4Gi", "4Gi"), "gpus": None},
+        {"image": "datalake-hep-slim", "cpu": ("1", "1"), "mem": ("4G", "4G"), "gpus": None},
     ),
     (
         "alice",
         {"profile": "datascience", "cores": "4"},
-        {"image": "datalake-datascience", "cpu": ("4", "4"), "mem": ("8Gi", "8Gi"), "gpus": None},
+        {"image": "datalake-datascience", "cpu": ("4", "4"), "mem": ("8G", "8G"), "gpus": None},
     ),
     (
         "alice",
         {"profile": "devops"},
-        {"image": "datalake-devops", "cpu": ("2", "2"), "mem": ("4Gi", "4Gi"), "gpus": None},
+        {"image": "datalake-devops", "cpu": ("2", "2"), "mem": ("4G", "4G"), "gpus": None},
     ),
     (
         "alice",
         {"profile": "full", "image--unlisted-choice": "2025.06"},
-        {"image": "datalake-full:2025.06", "cpu": ("2", "4"), "mem": ("8Gi", "16Gi"), "gpus": None},
+        {"image": "datalake-full:2025.06", "cpu": ("2", "4"), "mem": ("8G", "16G"), "gpus": None},
     ),
     (
         "alice",
         {"profile": "ska-sdc1", "memory": "8G"},
-        {"image": "datalake-ska-sdc1", "cpu": ("4", "4"), "mem": ("8Gi", "8Gi"), "gpus": None},
+        {"image": "datalake-ska-sdc1", "cpu": ("4", "4"), "mem": ("8G", "8G"), "gpus": None},
     ),
     (
         "carol",
         {"profile": "gpu", "gpus": "2"},
-        {"image": "datalake-full", "cpu": ("4", "4"), "mem": ("16Gi", "16Gi"), "gpus": "2"},
+        {"image": "datalake-full", "cpu": ("4", "4"), "mem": ("16G", "16G"), "gpus": "2"},
     ),
 ]
 
@@ -93,7 +102,9 @@ def test_every_profile_spawns_the_pod_it_promises(
         assert want["image"] in c["image"]
         res = c["resources"]
         assert (res["requests"]["cpu"], res["limits"]["cpu"]) == want["cpu"]
-        assert (res["requests"]["memory"], res["limits"]["memory"]) == want["mem"]
+        assert (_bytes(res["requests"]["memory"]), _bytes(res["limits"]["memory"])) == tuple(
+            memory_bytes(m) for m in want["mem"]
+        )
         assert res["limits"].get("nvidia.com/gpu") == want["gpus"]
         spec = pod["spec"]
         if want["gpus"]:
