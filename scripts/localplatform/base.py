@@ -111,7 +111,7 @@ def spawn(
     if env:
         full_env.update(env)
     with open(log, "ab") as out:
-        proc = subprocess.Popen(  # noqa: S603 - argv is ours
+        proc = subprocess.Popen(
             [os.fspath(a) for a in argv],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -159,7 +159,7 @@ def wait_for(
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001 - any failure means "not yet"
+        except Exception:  # noqa: BLE001, S110 - any failure means "not yet"
             pass
         if proc is not None and not proc.alive():
             raise PlatformError(f"{what}: process exited; log tail:\n{_tail(proc.log)}")
