@@ -12,6 +12,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -92,6 +93,26 @@ def test_session_env_points_at_files_and_holds_no_token(info: dict[str, Any], al
     listing = pod_exec(info, alice_server["metadata"]["name"], ["ls", "-l", RUCIO_DIR]).stdout
     for name in ("rucio.cfg", "rucio-local.cfg", "token-local", "jupyter_server_config.json"):
         assert name in listing
+
+
+HOOK = Path(__file__).resolve().parents[2] / "images/common/before-notebook.d/50-datalake-rucio.sh"
+
+
+def test_image_start_up_hook_places_the_config_rucio_uses(info: dict[str, Any], alice_server: dict[str, Any]) -> None:
+    """Our images' start-up hook, run in the session, points Rucio at the mounted files: whoami works, no token shown."""
+    script = (
+        "unset RUCIO_CONFIG JUPYTER_CONFIG_PATH; "
+        f"source {HOOK}; "
+        'echo "RUCIO_CONFIG=$RUCIO_CONFIG"; echo "JUPYTER_CONFIG_PATH=$JUPYTER_CONFIG_PATH"; rucio whoami'
+    )
+    result = pod_exec(info, alice_server["metadata"]["name"], ["bash", "-c", script])
+    out = result.stdout + result.stderr
+    assert f"RUCIO_CONFIG={RUCIO_DIR}/rucio.cfg" in out, out
+    assert f"JUPYTER_CONFIG_PATH={RUCIO_DIR}" in out, out
+    assert re.search(r"^account\s*:\s*alice$", out, re.MULTILINE), out
+    token = pod_exec(info, alice_server["metadata"]["name"], ["cat", f"{RUCIO_DIR}/token-local"]).stdout
+    SEEN_TOKENS.append(token)
+    assert token[:40] not in out
 
 
 def test_the_extension_accepts_the_mounted_token(hub: HubHandle, alice_server: dict[str, Any]) -> None:
