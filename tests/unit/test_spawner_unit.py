@@ -1,0 +1,100 @@
+"""DatalakeSpawner logic that needs no cluster: security contexts, the runtime limit, refusals."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from traitlets.config import Config
+
+from hub_config.profiles.kubespawner import RUNTIME_KEY
+from hub_config.profiles.source import ProfileSource
+from hub_config.settings import Settings
+from hub_config.spawner import DatalakeSpawner, apply_spawner, security_contexts
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _offline_kubeconfig(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """KubeSpawner reads a kubeconfig when built; nothing here calls the API."""
+    path = tmp_path_factory.mktemp("kube") / "config"
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+        "users: [{name: u, user: {token: unused}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+    )
+    monkeypatch.setattr("kubernetes_asyncio.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+
+
+def _spawner(reference: Settings, groups: list[str]) -> DatalakeSpawner:
+    data = reference.model_dump()
+    data["profiles"] = {"directory": str(ROOT / "profiles")}
+    settings = Settings.model_validate(data)
+    source = ProfileSource(settings)
+    source.load_initial()
+    c = Config()
+    apply_spawner(c, settings, source)
+    spawner = DatalakeSpawner(_mock=True, config=c)
+    spawner.user.groups = [SimpleNamespace(name=g) for g in groups]
+    return spawner
+
+
+def test_security_contexts_are_restrictive(reference_settings: Settings) -> None:
+    """Non-root, no privilege escalation, no capabilities, RuntimeDefault seccomp, fsGroup on mismatch only."""
+    pod, container = security_contexts(reference_settings)
+    assert pod["runAsNonRoot"] is True
+    assert pod["fsGroupChangePolicy"] == "OnRootMismatch"
+    assert container["capabilities"] == {"drop": ["ALL"]}
+    assert container["allowPrivilegeEscalation"] is False
+    assert container["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def _with_pod(spawner: DatalakeSpawner, hours: str | None, started: dt.datetime) -> None:
+    annotations = {RUNTIME_KEY: hours} if hours is not None else {}
+    pod: dict[str, Any] = {"metadata": {"annotations": annotations}}
+    spawner.pod_reflector = SimpleNamespace(pods={f"{spawner.namespace}/{spawner.pod_name}": pod})
+    spawner.orm_spawner = SimpleNamespace(started=started)
+
+
+async def test_runtime_limit_is_read_from_the_pod(reference_settings: Settings) -> None:
+    """A server started 9 h ago with an 8 h limit is over it; with 24 h, or no limit, it is not."""
+    spawner = _spawner(reference_settings, ["escape"])
+    now = dt.datetime(2026, 11, 22, 12, 0)
+    _with_pod(spawner, "8", now - dt.timedelta(hours=9))
+    assert spawner.runtime_exceeded(now) is True
+    _with_pod(spawner, "24", now - dt.timedelta(hours=9))
+    assert spawner.runtime_exceeded(now) is False
+    _with_pod(spawner, None, now - dt.timedelta(days=30))
+    assert spawner.runtime_exceeded(now) is False
+    _with_pod(spawner, "not-a-number", now - dt.timedelta(days=30))
+    assert spawner.runtime_exceeded(now) is False
+
+
+async def test_profile_list_follows_groups(reference_settings: Settings) -> None:
+    """The spawn form of a GPU-group member lists the GPU option; others do not see it."""
+    gpu = _spawner(reference_settings, ["escape", "escape/gpu"])
+    plain = _spawner(reference_settings, ["escape"])
+    assert "gpu" in [e["slug"] for e in await gpu.datalake_profile_list()]
+    assert "gpu" not in [e["slug"] for e in await plain.datalake_profile_list()]
+
+
+@pytest.mark.parametrize(
+    ("options", "status"),
+    [({"profile": "gpu"}, 403), ({"profile": "hep", "cores": "64"}, 400), ({"profile": 3}, 400)],
+)
+async def test_refusals_happen_before_kubespawner(
+    reference_settings: Settings, options: dict[str, Any], status: int
+) -> None:
+    """Hidden profiles are 403, unknown or malformed choices 400 — before any pod is built."""
+    from tornado import web
+
+    spawner = _spawner(reference_settings, ["escape"])
+    spawner.user_options = options
+    with pytest.raises(web.HTTPError) as err:
+        await spawner.load_user_options()
+    assert err.value.status_code == status
