@@ -30,7 +30,7 @@ from .rucio.secret import build_secret_volume, env_for, secret_name_for
 from .settings.model import Settings
 from .storage import build_storage, pvc_settings
 
-__all__ = ["DatalakeSpawner", "apply_spawner", "security_contexts"]
+__all__ = ["DatalakeSpawner", "apply_spawner", "runtime_exceeded", "security_contexts"]
 
 
 def security_contexts(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -194,13 +194,8 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
 
     def runtime_exceeded(self, now: dt.datetime | None = None) -> bool:
         """True when the server has run longer than the runtime its user chose."""
-        hours = self._max_runtime_hours()
         started = self.orm_spawner.started if self.orm_spawner is not None else None
-        if hours is None or started is None:
-            return False
-        now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        elapsed: dt.timedelta = now - started
-        return elapsed > dt.timedelta(hours=hours)
+        return runtime_exceeded(self._max_runtime_hours(), started, now)
 
     async def poll(self) -> int | None:
         status: int | None = await super().poll()
@@ -220,6 +215,15 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
             yield event
         async for event in super().progress():
             yield event
+
+
+def runtime_exceeded(hours: float | None, started: dt.datetime | None, now: dt.datetime | None = None) -> bool:
+    """Has a server started at ``started`` (naive UTC, as JupyterHub stores it) outlived ``hours``?"""
+    if hours is None or started is None:
+        return False
+    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    elapsed: dt.timedelta = now - started
+    return elapsed > dt.timedelta(hours=hours)
 
 
 def _refusal(status: int, message: str) -> web.HTTPError:

@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 from traitlets.config import Config
 
-from hub_config.profiles.kubespawner import RUNTIME_KEY
 from hub_config.profiles.source import ProfileSource
 from hub_config.settings import Settings
-from hub_config.spawner import DatalakeSpawner, apply_spawner, security_contexts
+from hub_config.spawner import DatalakeSpawner, apply_spawner, runtime_exceeded, security_contexts
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,25 +53,14 @@ def test_security_contexts_are_restrictive(reference_settings: Settings) -> None
     assert container["seccompProfile"] == {"type": "RuntimeDefault"}
 
 
-def _with_pod(spawner: DatalakeSpawner, hours: str | None, started: dt.datetime) -> None:
-    annotations = {RUNTIME_KEY: hours} if hours is not None else {}
-    pod: dict[str, Any] = {"metadata": {"annotations": annotations}}
-    spawner.pod_reflector = SimpleNamespace(pods={f"{spawner.namespace}/{spawner.pod_name}": pod})
-    spawner.orm_spawner = SimpleNamespace(started=started)
-
-
-async def test_runtime_limit_is_read_from_the_pod(reference_settings: Settings) -> None:
+def test_runtime_limit() -> None:
     """A server started 9 h ago with an 8 h limit is over it; with 24 h, or no limit, it is not."""
-    spawner = _spawner(reference_settings, ["escape"])
     now = dt.datetime(2026, 11, 22, 12, 0)
-    _with_pod(spawner, "8", now - dt.timedelta(hours=9))
-    assert spawner.runtime_exceeded(now) is True
-    _with_pod(spawner, "24", now - dt.timedelta(hours=9))
-    assert spawner.runtime_exceeded(now) is False
-    _with_pod(spawner, None, now - dt.timedelta(days=30))
-    assert spawner.runtime_exceeded(now) is False
-    _with_pod(spawner, "not-a-number", now - dt.timedelta(days=30))
-    assert spawner.runtime_exceeded(now) is False
+    started = now - dt.timedelta(hours=9)
+    assert runtime_exceeded(8, started, now) is True
+    assert runtime_exceeded(24, started, now) is False
+    assert runtime_exceeded(None, started, now) is False
+    assert runtime_exceeded(8, None, now) is False
 
 
 async def test_profile_list_follows_groups(reference_settings: Settings) -> None:
