@@ -126,6 +126,10 @@ def cmd_preview(args: argparse.Namespace) -> int:
         options = {"profile": args.profile, **_parse_options(args.option)}
         try:
             report["kubespawner_override"] = resolve_overrides(entries, options)
+            if args.pod:
+                from .preview import pod_fragment
+
+                report["pod"] = pod_fragment(settings, loaded, entries, options, username=args.user)
         except ChoiceError as err:
             print(f"refused: {err}", file=sys.stderr)
             return 1
@@ -158,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", default="", help="comma-separated IAM groups")
     p.add_argument("--profile", help="profile slug to resolve")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a choice, e.g. cores=4")
+    p.add_argument("--pod", action="store_true", help="with --profile: also print the pod spec fragment")
     p.set_defaults(func=cmd_preview)
     return parser
 

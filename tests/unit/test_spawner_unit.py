@@ -86,3 +86,53 @@ async def test_refusals_happen_before_kubespawner(
     with pytest.raises(web.HTTPError) as err:
         await spawner.load_user_options()
     assert err.value.status_code == status
+
+
+@pytest.mark.parametrize(
+    ("groups", "options"),
+    [
+        (["escape"], {"profile": "hep", "cores": "8", "memory": "32G"}),
+        (["escape", "escape/gpu"], {"profile": "gpu", "gpus": "2"}),
+        (["escape"], {"profile": "full", "image--unlisted-choice": "2025.06"}),
+    ],
+)
+async def test_preview_pod_matches_kubespawners_manifest(
+    reference_settings: Settings, groups: list[str], options: dict[str, str]
+) -> None:
+    """`preview --pod` shows what KubeSpawner 7 really puts in the pod for that user and choice."""
+    from kubernetes_asyncio.client import ApiClient
+
+    from hub_config.preview import pod_fragment
+    from hub_config.profiles import profile_list_for
+
+    data = reference_settings.model_dump()
+    data["rucio"] = {"instances": []}  # no IdP here; the Rucio mount is covered by the Rucio tests
+    data["profiles"] = {"directory": str(ROOT / "profiles")}
+    settings = Settings.model_validate(data)
+    spawner = _spawner(settings, groups)
+    spawner.user.name = "dave.smith"
+    spawner.user_options = options
+    await spawner.load_user_options()
+    manifest = ApiClient().sanitize_for_serialization(await spawner.get_pod_manifest())
+    source = ProfileSource(settings)
+    loaded = source.load_initial()
+    ours = pod_fragment(settings, loaded, profile_list_for(loaded, settings, groups), options, username="dave.smith")
+    spec, their_spec = ours["spec"], manifest["spec"]
+    (c,) = spec["containers"]
+    theirs = their_spec["containers"][0]
+    assert theirs["image"] == c["image"]
+    assert theirs["resources"] == c["resources"]
+    assert theirs["volumeMounts"] == c["volumeMounts"]
+    assert {e["name"]: e.get("value") for e in theirs["env"]}.items() >= {
+        e["name"]: e["value"] for e in c["env"]
+    }.items()
+    for key, value in c["securityContext"].items():
+        assert theirs["securityContext"][key] == value
+    assert their_spec["volumes"] == spec["volumes"]
+    assert their_spec.get("initContainers", []) == spec["initContainers"]
+    assert their_spec.get("nodeSelector", {}) == spec["nodeSelector"]
+    assert their_spec.get("tolerations", []) == spec["tolerations"]
+    for key, value in spec["securityContext"].items():
+        assert their_spec["securityContext"][key] == value
+    for key, value in ours["metadata"]["annotations"].items():
+        assert manifest["metadata"]["annotations"][key] == value

@@ -1,0 +1,104 @@
+"""What a user's pod would look like, without a cluster: the admin's `preview --pod`.
+
+Built from the same pure pieces the hub uses (profile overrides, storage builders, security
+contexts, the Rucio mount) and shaped like the pod KubeSpawner creates; a unit test compares it
+with the manifest real KubeSpawner 7 generates for the same user and choices.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubespawner.slugs import escape_slug
+
+from .profiles.kubespawner import resolve_overrides
+from .profiles.loader import LoadedProfile
+from .profiles.model import memory_bytes
+from .rucio.secret import build_secret_volume, env_for
+from .settings.model import Settings
+from .spawner import security_contexts
+from .storage import build_storage
+
+__all__ = ["pod_fragment"]
+
+
+def _expand(value: Any, fields: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        for key, replacement in fields.items():
+            value = value.replace("{" + key + "}", replacement)
+        return value
+    if isinstance(value, list):
+        return [_expand(v, fields) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand(v, fields) for k, v in value.items()}
+    return value
+
+
+def _bytes(value: Any) -> int:
+    """Memory as KubeSpawner submits it: bytes (the API server shows them as a quantity)."""
+    return memory_bytes(value) if isinstance(value, str) else int(value)
+
+
+def pod_fragment(
+    settings: Settings,
+    profiles: list[LoadedProfile],
+    entries: list[dict[str, Any]],
+    options: dict[str, str],
+    *,
+    username: str,
+) -> dict[str, Any]:
+    """The pod spec parts datalake-hub decides for ``username`` choosing ``options``."""
+    overrides = resolve_overrides(entries, options)
+    slug = options.get("profile") or next(e["slug"] for e in entries if e["default"])
+    profile = next(lp.profile for lp in profiles if lp.profile.slug == slug)
+    image = overrides["image"]
+    storage = build_storage(settings, profile, image=image)
+    volumes, mounts = list(storage.volumes), list(storage.volume_mounts)
+    env = {"DATALAKE_SITE_NAME": settings.site_name, **overrides.get("environment", {})}
+    if settings.rucio.instances and profile.rucio.enabled:
+        volume, mount = build_secret_volume(settings.rucio, "<pod-name>-rucio")
+        volume["secret"]["optional"] = True
+        volumes.append(volume)
+        mounts.append(mount)
+        env.update(env_for(settings.rucio))
+        env["JUPYTER_CONFIG_PATH"] = settings.rucio.mount_path
+    requests: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
+    if "cpu_guarantee" in overrides:
+        requests["cpu"] = float(overrides["cpu_guarantee"])
+    if "cpu_limit" in overrides:
+        limits["cpu"] = float(overrides["cpu_limit"])
+    if "mem_guarantee" in overrides:
+        requests["memory"] = _bytes(overrides["mem_guarantee"])
+    if "mem_limit" in overrides:
+        limits["memory"] = _bytes(overrides["mem_limit"])
+    requests.update(overrides.get("extra_resource_guarantees", {}))
+    limits.update(overrides.get("extra_resource_limits", {}))
+    sp = settings.spawner
+    pod_sc, container_sc = security_contexts(settings)
+    fields = {"escaped_username": escape_slug(username), "username": username}
+    node_selector = {**sp.node_selector, **overrides.get("node_selector", {})}
+    fragment: dict[str, Any] = {
+        "metadata": {
+            "labels": dict(overrides.get("extra_labels", {})),
+            "annotations": dict(overrides.get("extra_annotations", {})),
+        },
+        "spec": {
+            "securityContext": {"fsGroup": sp.fs_group, **pod_sc},
+            "nodeSelector": node_selector,
+            "tolerations": overrides.get("tolerations", []),
+            "initContainers": _expand(storage.init_containers, fields),
+            "volumes": _expand(volumes, fields),
+            "containers": [
+                {
+                    "name": "notebook",
+                    "image": image,
+                    "resources": {"requests": requests, "limits": limits},
+                    "securityContext": {"runAsUser": sp.uid, "runAsGroup": sp.gid, **container_sc},
+                    "volumeMounts": _expand(mounts, fields),
+                    "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
+                }
+            ],
+        },
+    }
+    return fragment
