@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev dev-down test lint unit integration venv platform-up platform-down schema clean images chart-files
+.PHONY: dev dev-down test lint unit integration venv platform-up platform-down schema clean images chart-files prepare
 
 $(STAMP): pyproject.toml requirements/hub-image.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,10 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(PY) -m pytest tests/integration -q
 
-test: lint
+prepare: $(STAMP)
+	PYTHONPATH=scripts $(PY) -m localplatform.prepare
+
+test: lint prepare
 	$(PY) -m pytest tests -q
 
 schema: $(STAMP)
