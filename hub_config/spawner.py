@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
@@ -75,7 +77,25 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
         source: ProfileSource = self.datalake_profiles
         return next(lp.profile for lp in source.current() if lp.profile.slug == slug)
 
+    def _options_loaded(self) -> asyncio.Event:
+        event: asyncio.Event | None = self.__dict__.get("_datalake_loaded")
+        if event is None:
+            event = self.__dict__["_datalake_loaded"] = asyncio.Event()
+        return event
+
+    def clear_state(self) -> None:
+        """A new spawn starts: forget the previous spawn's progress messages."""
+        super().clear_state()
+        self._datalake_events: list[dict[str, Any]] = []
+        self._options_loaded().clear()
+
     async def load_user_options(self) -> None:
+        try:
+            await self._load_user_options()
+        finally:
+            self._options_loaded().set()
+
+    async def _load_user_options(self) -> None:
         entries = await self.datalake_profile_list()
         options = self.user_options or {}
         if not entries:
@@ -97,7 +117,7 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
         self.volumes = list(spec.volumes)
         self.volume_mounts = list(spec.volume_mounts)
         self.init_containers = list(spec.init_containers)
-        self._datalake_events: list[dict[str, Any]] = []
+        self._datalake_events = []
         await self._setup_rucio(profile)
 
     # --- Rucio -------------------------------------------------------------------------------
@@ -211,6 +231,10 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
         return status
 
     async def progress(self) -> AsyncIterator[dict[str, Any]]:
+        # Our messages (Rucio unavailable, ...) are known once the options are loaded; a user who
+        # opened the spawn page earlier must still get them, so wait for that (bounded).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._options_loaded().wait(), timeout=60)
         for event in getattr(self, "_datalake_events", []):
             yield event
         async for event in super().progress():

@@ -12,6 +12,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -100,10 +101,11 @@ HOOK = Path(__file__).resolve().parents[2] / "images/common/before-notebook.d/50
 
 def test_image_start_up_hook_places_the_config_rucio_uses(info: dict[str, Any], alice_server: dict[str, Any]) -> None:
     """Our images' start-up hook, run in the session, points Rucio at the mounted files: whoami works, no token shown."""
+    # The hook's text, not its path: the checkout may be under /tmp, which each pod has privately.
     script = (
-        "unset RUCIO_CONFIG JUPYTER_CONFIG_PATH; "
-        f"source {HOOK}; "
-        'echo "RUCIO_CONFIG=$RUCIO_CONFIG"; echo "JUPYTER_CONFIG_PATH=$JUPYTER_CONFIG_PATH"; rucio whoami'
+        "unset RUCIO_CONFIG JUPYTER_CONFIG_PATH\n"
+        f"{HOOK.read_text()}\n"
+        'echo "RUCIO_CONFIG=$RUCIO_CONFIG"; echo "JUPYTER_CONFIG_PATH=$JUPYTER_CONFIG_PATH"; rucio whoami\n'
     )
     result = pod_exec(info, alice_server["metadata"]["name"], ["bash", "-c", script])
     out = result.stdout + result.stderr
@@ -172,9 +174,12 @@ def test_exchange_refused_server_starts_with_a_warning(info: dict[str, Any]) -> 
         state_dir(), info, "rucio-refused", settings_patch={"rucio": {"instances": [refused]}}, access_token_ttl=TTL
     ) as hub:
         login(hub, info, "carol", "carol-password")
-        resp = api(hub, "POST", "/users/carol/server", json={"profile": "base"})
-        assert resp.status_code in (201, 202)
-        messages = _progress_messages(hub, "carol")
+        # Like the spawn page: follow the progress while the spawn request is still in flight.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            request = pool.submit(api, hub, "POST", "/users/carol/server", json={"profile": "base"})
+            time.sleep(0.5)
+            messages = _progress_messages(hub, "carol")
+            assert request.result().status_code in (201, 202)
         assert any("Rucio access is unavailable" in m and "refused the token exchange" in m for m in messages), messages
         assert api(hub, "GET", "/users/carol").json()["servers"][""]["ready"] is True
         stop(hub, "carol")
