@@ -25,6 +25,7 @@ import requests
 from localplatform import idp
 
 from hub_config.rucio import IdPUnavailable, TokenExchangeRefused, exchange_token, refresh_tokens
+from tests.support.expected import fake_jwt
 
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(300)]
 
@@ -174,7 +175,7 @@ async def test_refresh_gives_new_tokens(
 
 async def test_garbage_subject_token_is_refused(info: dict[str, Any], logs: pytest.LogCaptureFixture) -> None:
     """A token the IdP did not issue: TokenExchangeRefused with the OAuth code, token nowhere in the text."""
-    garbage = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJub2JvZHkifQ.Zm9yZ2VkLXNpZ25hdHVyZQ"
+    garbage = fake_jwt({"alg": "RS256"}, {"sub": "nobody"}, b"forged-signature")
     with pytest.raises(TokenExchangeRefused) as exc:
         await exchange_token(
             info["token_endpoint"], HUB_CLIENT, HUB_SECRET, garbage, "rucio", RUCIO_SCOPE, ca_bundle=info["ca"]

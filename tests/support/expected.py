@@ -25,3 +25,13 @@ def assert_matches_stored(name: str, actual: Any) -> None:
         path.write_text(text)
         return
     assert json.loads(path.read_text()) == json.loads(text), f"{name} differs from {path} (UPDATE_EXPECTED=1)"
+
+
+def fake_jwt(header: dict[str, Any], payload: dict[str, Any], signature: bytes = b"") -> str:
+    """A JWT-shaped string built at run time (never a real token; none is kept in the repo)."""
+    import base64
+
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    return ".".join((part(json.dumps(header).encode()), part(json.dumps(payload).encode()), part(signature)))

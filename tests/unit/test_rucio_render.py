@@ -50,7 +50,7 @@ from hub_config.rucio import (
 )
 from hub_config.settings import Settings
 from hub_config.settings.rucio import RucioInstance
-from tests.support.expected import EXPECTED, assert_matches_stored
+from tests.support.expected import EXPECTED, assert_matches_stored, fake_jwt
 
 EXTENSION_VERSION = "41.0.0"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "datalake-hub"
@@ -287,7 +287,7 @@ def test_token_file_is_the_raw_jwt_without_newline() -> None:
         "not-a-token",
         "a.b",
         "a.b.c.d",
-        "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.",  # unsigned (alg none)
+        fake_jwt({"alg": "none"}, {"sub": "x"}),  # unsigned (alg none)
         "aGVsbG8.d29ybGQ.c2ln",  # base64url but not JSON
         "eyJhIjoxfQ.eyJiIjoyfQ.sig\nmore",
         "eyJhIjoxfQ.eyJiIjoyfQ.s+g/",

@@ -24,11 +24,12 @@ from tornado.web import Application, RequestHandler
 
 from hub_config.rucio import IdPUnavailable, TokenExchangeRefused, TokenSet, exchange_token, jwt_expiry, refresh_tokens
 from hub_config.rucio.tokens import ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT
+from tests.support.expected import fake_jwt
 
 same_loop = pytest.mark.asyncio(loop_scope="session")
 """Run on the session loop, where the stand-in IdP fixture (session-scoped fixture loop) serves."""
 
-SUBJECT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MTl9.c3ViamVjdC1zaWduYXR1cmU"
+SUBJECT = fake_jwt({"alg": "RS256"}, {"sub": "alice", "exp": 19}, b"subject-signature")
 SECRET = "hub-client-secret-value"
 REFRESH = "refresh-token-value-0123456789"
 
