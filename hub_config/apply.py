@@ -44,7 +44,8 @@ def apply(c: Any, settings: Settings, *, hub_url: str | None = None) -> ProfileS
         # state stays readable if the release is reinstalled; JupyterHub validates the format.
         c.CryptKeeper.keys = [k for k in crypt_key.split(";") if k.strip()]
     endpoints = discover(settings.iam)
-    apply_auth(c, settings.iam, hub_url=hub_url, endpoints=endpoints)
+    client_secret = read_client_secret(settings.iam)
+    apply_auth(c, settings.iam, hub_url=hub_url, endpoints=endpoints, client_secret=client_secret)
     rucio: RucioProvisioner | None = None
     rotator: Rotator | None = None
     if settings.rucio.instances:
@@ -52,7 +53,7 @@ def apply(c: Any, settings: Settings, *, hub_url: str | None = None) -> ProfileS
             settings,
             token_url=endpoints.token_url,
             client_id=settings.iam.client_id,
-            client_secret=read_client_secret(settings.iam),
+            client_secret=client_secret,
             ca_bundle=settings.iam.ca_bundle,
         )
         rotator = Rotator(

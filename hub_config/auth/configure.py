@@ -38,14 +38,21 @@ def read_client_secret(iam: IAMSettings) -> str:
     return value
 
 
-def apply_auth(c: Any, iam: IAMSettings, *, hub_url: str | None = None, endpoints: OIDCEndpoints | None = None) -> None:
-    """Configure JupyterHub to sign users in with ``iam`` (endpoints discovered unless given)."""
+def apply_auth(
+    c: Any,
+    iam: IAMSettings,
+    *,
+    hub_url: str | None = None,
+    endpoints: OIDCEndpoints | None = None,
+    client_secret: str | None = None,
+) -> None:
+    """Configure JupyterHub to sign users in with ``iam`` (endpoints discovered, secret read, unless given)."""
     endpoints = endpoints or discover(iam)
     cls = "DatalakeOAuthenticator"
     c.JupyterHub.authenticator_class = "hub_config.auth.authenticator.DatalakeOAuthenticator"
     auth = c[cls]
     auth.client_id = iam.client_id
-    auth.client_secret = read_client_secret(iam)
+    auth.client_secret = client_secret if client_secret is not None else read_client_secret(iam)
     auth.authorize_url = endpoints.authorize_url
     auth.token_url = endpoints.token_url
     auth.userdata_url = endpoints.userdata_url

@@ -9,7 +9,6 @@ ports, database and OAuth client.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import shutil
@@ -117,7 +116,7 @@ def local_settings(info: dict[str, Any], *, client_id: str, secret_file: Path, p
     return settings
 
 
-def _ensure_home_claim(info: dict[str, Any], name: str) -> None:
+def _ensure_home_claim(info: dict[str, Any]) -> None:
     cp = info["controlplane"]
     manifest = NFS_PV.format(
         pv=f"datalake-home-{cp['namespace']}",
@@ -178,7 +177,7 @@ def start_hub(
         settings = _merge(settings, settings_patch)
     settings_file = d / "settings.yaml"
     settings_file.write_text(yaml.safe_dump(settings, sort_keys=False))
-    _ensure_home_claim(info, name)
+    _ensure_home_claim(info)
     service_token = secrets.token_hex(32)
     run = {
         "public_url": public_url,
@@ -244,8 +243,3 @@ def hub_log_text(handle: HubHandle) -> str:
         return handle.log.read_text(errors="replace")
     except OSError:
         return ""
-
-
-def describe(handle: HubHandle) -> str:
-    """A JSON summary for people (make dev)."""
-    return json.dumps({"url": handle.url, "settings": str(handle.settings_file), "log": str(handle.log)}, indent=2)
