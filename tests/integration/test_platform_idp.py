@@ -6,26 +6,24 @@ of the platform (the IdP needs nothing from the control plane).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import secrets
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
 
 import jwt
 import pytest
 import requests
 from localplatform import idp
 
+from tests.support.oidc import REDIRECT, code_login
+
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(300)]
 
 HUB_CLIENT = "hub"
 HUB_SECRET = "hub-secret-for-tests"
-REDIRECT = "http://127.0.0.1:9/hub/oauth_callback"  # nothing listens: login_via_http stops there
 LOGIN_SCOPE = "openid profile email offline_access wlcg.groups eduperson_entitlement"
 
 
@@ -59,40 +57,7 @@ def _login(
     scope: str = LOGIN_SCOPE,
 ) -> dict[str, Any]:
     """Authorization code + PKCE driven over plain HTTP, as the hub and a browser do it."""
-    session = requests.Session()
-    session.verify = info["ca_bundle"]
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    query = {
-        "client_id": client_id,
-        "redirect_uri": REDIRECT,
-        "response_type": "code",
-        "scope": scope,
-        "state": "st",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        "prompt": "consent",
-    }
-    start = f"{info['authorization_endpoint']}?{urlencode(query)}"
-    resp = idp.login_via_http(session, start, user["username"], user["password"], stop_at=REDIRECT)
-    assert resp.is_redirect, resp.text[:500]
-    params = parse_qs(urlsplit(resp.headers["location"]).query)
-    assert params["iss"] == [info["issuer"]]
-    token = requests.post(
-        info["token_endpoint"],
-        auth=(client_id, secret),
-        data={
-            "grant_type": "authorization_code",
-            "code": params["code"][0],
-            "redirect_uri": REDIRECT,
-            "code_verifier": verifier,
-        },
-        verify=info["ca_bundle"],
-        timeout=10,
-    )
-    assert token.status_code == 200, token.text
-    body: dict[str, Any] = token.json()
-    return body
+    return code_login(info, user["username"], user["password"], client_id=client_id, client_secret=secret, scope=scope)
 
 
 def _exchange(info: dict[str, Any], subject_token: str, **extra: str) -> requests.Response:

@@ -9,28 +9,27 @@ IdP and the Rucio server in a temporary state dir of their own (no control plane
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import re
-import secrets
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 from localplatform import idp, rucio_server
+
+from tests.support.oidc import REDIRECT, code_login
 
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(900)]
 
 HUB_CLIENT = "hub"
 HUB_SECRET = "hub-secret-for-rucio-tests"
 SHORT_CLIENT = "hub-3s"
-REDIRECT = "http://127.0.0.1:9/hub/oauth_callback"  # nothing listens: login_via_http stops there
 LOGIN_SCOPE = "openid profile email offline_access wlcg.groups"
 EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
@@ -61,33 +60,10 @@ def users(platform: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _login(info: dict[str, Any], user: dict[str, Any], client_id: str = HUB_CLIENT) -> str:
     """Authorization code + PKCE over plain HTTP, as the hub does it; returns the access token."""
-    session = requests.Session()
-    session.verify = info["ca_bundle"]
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    query = {
-        "client_id": client_id,
-        "redirect_uri": REDIRECT,
-        "response_type": "code",
-        "scope": LOGIN_SCOPE,
-        "state": "st",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        "prompt": "consent",
-    }
-    start = f"{info['authorization_endpoint']}?{urlencode(query)}"
-    resp = idp.login_via_http(session, start, user["username"], user["password"], stop_at=REDIRECT)
-    assert resp.is_redirect, resp.text[:500]
-    code = parse_qs(urlsplit(resp.headers["location"]).query)["code"][0]
-    token = requests.post(
-        info["token_endpoint"],
-        auth=(client_id, HUB_SECRET),
-        data={"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": verifier},
-        verify=info["ca_bundle"],
-        timeout=10,
+    body = code_login(
+        info, user["username"], user["password"], client_id=client_id, client_secret=HUB_SECRET, scope=LOGIN_SCOPE
     )
-    assert token.status_code == 200, token.text
-    access: str = token.json()["access_token"]
+    access: str = body["access_token"]
     return access
 
 

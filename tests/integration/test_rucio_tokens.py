@@ -9,15 +9,11 @@ log line is searched for the tokens and the client secret.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 import pytest
@@ -26,13 +22,13 @@ from localplatform import idp
 
 from hub_config.rucio import IdPUnavailable, TokenExchangeRefused, exchange_token, refresh_tokens
 from tests.support.expected import fake_jwt
+from tests.support.oidc import REDIRECT, code_login
 
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(300)]
 
 HUB_CLIENT = "datalake-hub"
 HUB_SECRET = "hub-secret-for-token-tests"
 SHORT_CLIENT = "datalake-hub-short"
-REDIRECT = "http://127.0.0.1:9/hub/oauth_callback"  # nothing listens: the login stops at the redirect
 LOGIN_SCOPE = "openid profile email offline_access wlcg.groups"
 RUCIO_SCOPE = "openid profile offline_access"
 
@@ -61,39 +57,9 @@ def users(info: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _login(info: dict[str, Any], user: dict[str, Any], client_id: str = HUB_CLIENT) -> dict[str, Any]:
     """The hub's login: authorization code + PKCE with `prompt=consent` (so a refresh token is issued)."""
-    session = requests.Session()
-    session.verify = info["ca_bundle"]
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    query = {
-        "client_id": client_id,
-        "redirect_uri": REDIRECT,
-        "response_type": "code",
-        "scope": LOGIN_SCOPE,
-        "state": "st",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        "prompt": "consent",
-    }
-    resp = idp.login_via_http(
-        session,
-        f"{info['authorization_endpoint']}?{urlencode(query)}",
-        user["username"],
-        user["password"],
-        stop_at=REDIRECT,
+    return code_login(
+        info, user["username"], user["password"], client_id=client_id, client_secret=HUB_SECRET, scope=LOGIN_SCOPE
     )
-    assert resp.is_redirect, resp.text[:300]
-    code = parse_qs(urlsplit(resp.headers["location"]).query)["code"][0]
-    token = requests.post(
-        info["token_endpoint"],
-        auth=(client_id, HUB_SECRET),
-        data={"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": verifier},
-        verify=info["ca_bundle"],
-        timeout=10,
-    )
-    assert token.status_code == 200, token.text
-    body: dict[str, Any] = token.json()
-    return body
 
 
 def _verify(info: dict[str, Any], token: str, audience: str) -> dict[str, Any]:
