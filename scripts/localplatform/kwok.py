@@ -7,10 +7,16 @@ stages in ``manifests/kwok/stages.yaml`` (nodes Ready with heartbeats, pods Runn
 IP, Job pods completing, deleted pods really removed). The node agent then runs each
 notebook pod's command as a local process listening on the pod IP, which is why pod IPs
 come from loopback (each node's podCIDR in ``manifests/kwok/nodes.yaml`` is a 127.80.x.0/24).
+
+Two platforms on one machine (say ``make dev`` and a test run, each with its own state dir) must
+not hand out the same pod IPs, or one's notebook servers would answer the other's hub: each state
+dir gets its own ``127.N.0.0/16`` (N from a hash of its path), and the manifest's ``127.80.`` is
+rewritten to it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -22,14 +28,16 @@ from .base import PlatformError, Proc, free_port, spawn, stop_pidfile, wait_for,
 from .controlplane import kubectl
 from .gotools import KWOK_VERSION, ensure_tool
 
-__all__ = ["GPU_RESOURCE", "GPU_TAINT", "NAME", "POD_CIDR", "down", "up"]
+__all__ = ["GPU_RESOURCE", "GPU_TAINT", "NAME", "POD_CIDR", "down", "pod_cidr", "up"]
 
 log = logging.getLogger("localplatform.kwok")
 
 NAME = "kwok"
 MANIFESTS = Path(__file__).resolve().parent / "manifests" / "kwok"
 POD_CIDR = "127.80.0.0/16"
-"""Pod IPs: nodes' podCIDRs are /24s inside it; kwok's ``--cidr`` fallback is the whole range."""
+"""Pod IPs as the manifest writes them: nodes' podCIDRs are /24s inside it; see :func:`pod_cidr`."""
+_POD_OCTETS = range(80, 200)
+"""Second octets pod ranges are drawn from (127.0.0.0/16 stays free for the services)."""
 NODE_IP = "127.0.0.1"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
@@ -37,8 +45,19 @@ MANAGED_ANNOTATION = "kwok.x-k8s.io/node=fake"
 """kwok manages only nodes carrying this annotation, never anything else in the cluster."""
 
 
-def _nodes() -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all((MANIFESTS / "nodes.yaml").read_text()) if doc]
+def pod_cidr(state: Path) -> str:
+    """This state dir's pod range: ``127.N.0.0/16``, N fixed by the dir's path."""
+    digest = int.from_bytes(hashlib.sha256(str(state.resolve()).encode()).digest()[:4], "big")
+    return f"127.{_POD_OCTETS[digest % len(_POD_OCTETS)]}.0.0/16"
+
+
+def _nodes_yaml(state: Path) -> str:
+    prefix = pod_cidr(state).rsplit(".", 2)[0] + "."
+    return (MANIFESTS / "nodes.yaml").read_text().replace("127.80.", prefix)
+
+
+def _nodes(state: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(_nodes_yaml(state)) if doc]
 
 
 def _ready_nodes(kubeconfig: str) -> set[str]:
@@ -68,7 +87,8 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
     except KeyError:
         raise PlatformError("kwok needs the controlplane section (start controlplane first)") from None
     kubeconfig = controlplane["kubeconfig"]
-    nodes = _nodes()
+    nodes = _nodes(state)
+    cidr = pod_cidr(state)
     names = [n["metadata"]["name"] for n in nodes]
     saved = state / NAME / "section.json"
     if saved.exists() and _alive(state):
@@ -93,14 +113,14 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
             f"--config={MANIFESTS / 'stages.yaml'}",
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={MANAGED_ANNOTATION}",
-            f"--cidr={POD_CIDR}",
+            f"--cidr={cidr}",
             f"--node-ip={NODE_IP}",
             "--node-lease-duration-seconds=40",
             f"--server-address=127.0.0.1:{port}",
         ],
         state,
     )
-    kubectl(kubeconfig, "apply", "-f", str(MANIFESTS / "nodes.yaml"))
+    kubectl(kubeconfig, "apply", "-f", "-", input_text=_nodes_yaml(state))
     wait_for("kwok nodes Ready", lambda: set(names) <= _ready_nodes(kubeconfig), 90, interval=0.5, proc=proc)
 
     gpu_nodes = [n["metadata"]["name"] for n in nodes if GPU_RESOURCE in n.get("status", {}).get("capacity", {})]
@@ -108,7 +128,7 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
         "nodes": names,
         "cpu_nodes": [n for n in names if n not in gpu_nodes],
         "gpu_nodes": gpu_nodes,
-        "pod_cidr": POD_CIDR,
+        "pod_cidr": cidr,
         "node_pod_cidrs": {n["metadata"]["name"]: n["spec"]["podCIDR"] for n in nodes},
         "node_ip": NODE_IP,
         "gpu_resource": GPU_RESOURCE,

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from .browser import ensure_chromium
 from .gotools import ensure_tool
 from .idp import install_node_modules
 from .rucio_server import ensure_server_venv
@@ -41,6 +42,7 @@ def _downloads() -> list[tuple[str, float, BaseException | None]]:
         ("npm ci (IdP, proxy)", install_node_modules),
         ("session venv", ensure_session_venv),
         ("Rucio server venv", ensure_server_venv),
+        ("Chromium (apt, for tests/e2e)", ensure_chromium),
     ]
     return [_timed(name, step) for name, step in steps]
 

@@ -1,4 +1,4 @@
-"""Session fixtures for tests that run against the real local platform.
+"""Session fixtures for tests that run against the real local platform (integration and e2e).
 
 The platform is started once per test session (cached binaries make this take seconds
 after the first build) and stopped at the end unless ``DATALAKE_KEEP_PLATFORM=1``.

@@ -1,0 +1,176 @@
+"""What a user sees, in a real browser: sign-in, the spawn form, progress, JupyterLab with Rucio.
+
+Everything behind the browser is the local platform: the hub (our whole configuration) behind
+configurable-http-proxy, the oidc-provider IdP, the real kube-apiserver with kwok and the node agent
+running the notebook server, and the real Rucio server the notebook's client talks to.
+The screenshots these tests take are the ones the user guide (docs/users.md) shows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from localplatform.base import state_dir
+from localplatform.hub import HubHandle, hub_log_text
+from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import Shots
+from tests.support.hubclient import api, running_hub, stop
+from tests.support.kube import user_pods
+
+pytestmark = [pytest.mark.platform, pytest.mark.browser]
+
+NOTICE = "Scheduled maintenance on Tuesday 08:00-10:00 UTC: running servers will be stopped. <b>Save your work</b>."
+"""A maintenance banner, as sites post them; the markup in it must show as text, not HTML."""
+SITE = "ESCAPE Data Lake (local)"
+LAB_TIMEOUT = 180_000
+"""ms: a cold JupyterLab on 2 shared cores, behind a spawn, can take a while."""
+
+
+@pytest.fixture(scope="module")
+def info(platform_factory: Any) -> dict[str, Any]:
+    return platform_factory()
+
+
+@pytest.fixture(scope="module")
+def hub(info: dict[str, Any]) -> Iterator[HubHandle]:
+    patch = {"site_name": SITE, "announcement": {"text": NOTICE, "level": "warning"}}
+    with running_hub(state_dir(), info, "e2e", settings_patch=patch) as handle:
+        yield handle
+
+
+def sign_in(page: Page, hub: HubHandle, username: str, password: str, shots: Shots | None = None) -> None:
+    """Hub → "Sign in with ESCAPE IAM" → IdP login form → consent → back at the hub."""
+    page.goto(hub.url)
+    expect(page).to_have_url(re.compile(r"/hub/login"))
+    page.get_by_role("button", name="Sign in with ESCAPE IAM").click()
+    expect(page.get_by_role("heading", name="ESCAPE IAM (local test IdP)")).to_be_visible()
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    if shots:
+        shots.take(page, "idp-login")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Approve access")).to_be_visible()
+    page.get_by_role("button", name="Approve").click()
+
+
+def expect_announcement(page: Page) -> None:
+    banner = page.locator("#datalake-announcement")
+    expect(banner).to_be_visible()
+    expect(banner).to_have_text(NOTICE)  # escaped: "<b>" is shown, not interpreted
+    expect(banner).to_have_class(re.compile(r"\balert-warning\b"))
+
+
+def test_login_page_names_the_site_offers_iam_and_shows_the_announcement(
+    page: Page, hub: HubHandle, shots: Shots
+) -> None:
+    page.goto(hub.url)
+    expect(page).to_have_url(re.compile(r"/hub/login"))
+    expect(page).to_have_title(SITE)
+    expect(page.locator("#datalake-login-header h1")).to_have_text(SITE)
+    expect(page.get_by_role("button", name="Sign in with ESCAPE IAM")).to_be_visible()
+    expect_announcement(page)
+    shots.take(page, "login", docs=True)
+
+
+def test_user_signs_in_picks_an_option_watches_progress_and_uses_rucio_in_lab(
+    page: Page, hub: HubHandle, info: dict[str, Any], shots: Shots
+) -> None:
+    events: list[str] = []
+
+    def record(text: str) -> None:
+        events.append(text)
+
+    # The progress page redirects as soon as the server is up; record its event log as it grows.
+    page.context.expose_function("datalakeProgressEvent", record)
+    page.context.add_init_script(
+        """
+        document.addEventListener('DOMContentLoaded', () => {
+          const log = document.getElementById('progress-log');
+          if (!log) return;
+          new MutationObserver(() => {
+            for (const el of log.querySelectorAll('.progress-log-event:not([data-seen])')) {
+              el.setAttribute('data-seen', '1');
+              window.datalakeProgressEvent(el.textContent.trim());
+            }
+          }).observe(log, {childList: true, subtree: true});
+        });
+        """
+    )
+    sign_in(page, hub, "alice", "alice-password", shots)
+
+    # The spawn page: alice (group escape) gets every option but the GPU one, each described.
+    expect(page).to_have_url(re.compile(r"/hub/spawn"))
+    expect_announcement(page)
+    form = page.locator("#spawn_form")
+    expect(form.locator("input[name=profile][value=base]")).to_be_checked()  # the default
+    for slug in ("base", "hep", "hep-slim", "datascience", "devops", "full", "ska-sdc1"):
+        expect(form.locator(f"input[name=profile][value={slug}]")).to_have_count(1)
+    expect(form.locator("input[name=profile][value=gpu]")).to_have_count(0)
+    expect(form).to_contain_text("JupyterLab with the Rucio client and JupyterLab panel")
+    expect(form).to_contain_text("CPU cores")
+    form.locator("select[name='profile-option-base--cores']").select_option(label="4 cores")
+    shots.take(page, "spawn", docs=True, full_page=True)
+    page.get_by_role("button", name="Start").click()
+
+    # Progress, then JupyterLab.
+    expect(page).to_have_url(re.compile(r"/hub/spawn-pending/alice|/user/alice/"))
+    if "/spawn-pending/" in page.url:
+        shots.take(page, "progress", docs=True)
+    expect(page).to_have_url(re.compile(r"/user/alice/lab"), timeout=LAB_TIMEOUT)
+    assert any("Rucio client configured for Local Rucio" in e for e in events), events
+
+    # The option chosen on the form is what the pod got.
+    (pod,) = user_pods(info, "alice")
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["cpu"] in ("4", 4)
+
+    # JupyterLab with the Rucio panel, configured by the hub (no "not configured" error). Home is on
+    # NFS and outlives the server, so start from a clean workspace (a rerun would restore the last).
+    page.goto(f"{hub.url}user/alice/lab?reset")
+    launcher = page.locator(".jp-LauncherCard[data-category='Notebook']").first
+    expect(launcher).to_be_visible(timeout=LAB_TIMEOUT)
+    rucio_tab = page.locator(".jp-SideBar li.lm-TabBar-tab", has=page.locator("[data-icon='rucio-jupyterlab:rucio']"))
+    expect(rucio_tab).to_have_count(1)
+    rucio_tab.click()
+    panel = page.locator(".jp-RucioExtensionPanel")
+    expect(panel).to_be_visible()
+    expect(panel).not_to_contain_text("not configured")
+    expect(panel).not_to_contain_text("Failed to activate")
+    shots.take(page, "lab-rucio-panel", docs=True)
+    rucio_tab.click()  # fold the panel away again
+
+    # A notebook cell that runs the Rucio client prints alice's Rucio account.
+    launcher.click()
+    cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+    expect(cell).to_be_visible(timeout=60_000)
+    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60_000)
+    cell.click()
+    page.keyboard.insert_text('from rucio.client import Client; print("rucio account:", Client().whoami()["account"])')
+    page.keyboard.press("Shift+Enter")
+    output = page.locator(".jp-OutputArea-output").first
+    expect(output).to_contain_text("rucio account: alice", timeout=60_000)
+    shots.take(page, "notebook-rucio", docs=True)
+
+    # The hub's home page also carries the announcement.
+    page.goto(f"{hub.url}hub/home")
+    expect_announcement(page)
+    expect(page.locator("#datalake-site-name")).to_have_text(SITE)
+    shots.take(page, "home", docs=True)
+
+    stop(hub, "alice")
+
+
+def test_user_outside_the_allowed_groups_is_told_what_access_needs(page: Page, hub: HubHandle, shots: Shots) -> None:
+    sign_in(page, hub, "oscar", "oscar-password")
+    expect(page.locator("#datalake-denied")).to_have_text("Access not granted")
+    expect(page.locator(".error")).to_contain_text(
+        "Access requires membership of one of these ESCAPE IAM groups: escape"
+    )
+    expect(page.get_by_role("link", name="Back to sign-in")).to_be_visible()
+    expect_announcement(page)
+    shots.take(page, "denied", docs=True)
+    assert api(hub, "GET", "/users/oscar").status_code == 404, "a refused user must not get a hub account"
+    assert "Refusing oscar" in hub_log_text(hub)
