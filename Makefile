@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev dev-down test lint unit integration venv platform-up platform-down schema clean images chart-files prepare
+.PHONY: dev dev-down test lint unit integration venv platform-up platform-down schema clean images chart-files prepare bench
 
 $(STAMP): pyproject.toml requirements/hub-image.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ dev-down: platform-down
 
 chart-files: $(STAMP)
 	$(PY) scripts/chart_files.py
+
+# Benchmarks against a plain baseline on the local platform (not part of `make test`); see benchmarks/README.md.
+bench: $(STAMP)
+	$(VENV)/bin/pip install -q -r benchmarks/requirements.txt
+	PYTHONPATH=scripts:. $(PY) -m benchmarks
 
 images:
 	$(MAKE) -C images all

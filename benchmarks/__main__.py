@@ -1,0 +1,248 @@
+"""`make bench`: every scenario against our hub and a plain baseline, in one run on the local platform.
+
+Scenarios (``SCENARIOS=render,logins,storm,memory,rotation``; all by default) and sizes come from
+the environment so a quick run is one line, e.g. ``make bench SCENARIOS=render,logins``. Results
+go to ``benchmarks/results/<scenario>.json`` and ``summary.png``; the platform this run started
+(state in ``$DATALAKE_BENCH_STATE``) is always brought down at the end, also on failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+from . import report, stack
+from .client import Api
+from .stats import ratio
+
+log = logging.getLogger("benchmarks")
+
+ALL = ("render", "logins", "storm", "memory", "rotation")
+TARGETS = {
+    "storm_p95_ratio": 1.15,
+    "k8s_writes_per_user_per_lifetime": 2.0,
+    "rotation_cpu_share": 0.05,
+    "hub_rss_mb": 250.0,
+    "render_ms": 5.0,
+    "logins_ratio": 0.95,
+    "logins_per_s": 40.0,
+}
+RESPONDER_NOTE = (
+    "Benchmark pods run benchmarks/responder.py (a minimal HTTP 200 responder) instead of jupyterhub-singleuser: "
+    "200 real notebook servers do not fit in 2 cores. Spawn times therefore exclude Jupyter's own start-up."
+)
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _sizes() -> list[int]:
+    return [int(s) for s in os.environ.get("BENCH_STORM_SIZES", "50,100,200").split(",") if s.strip()]
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    wanted = [s.strip() for s in os.environ.get("SCENARIOS", ",".join(ALL)).split(",") if s.strip()]
+    unknown = set(wanted) - set(ALL)
+    if unknown:
+        print(f"unknown scenario(s): {', '.join(sorted(unknown))}; choose from {', '.join(ALL)}", file=sys.stderr)
+        return 2
+    results: dict[str, dict[str, Any]] = {}
+    meta = report.machine()
+    if "render" in wanted:
+        from .scenarios.render import render
+
+        log.info("render: 50 profiles")
+        results["render"] = {"machine": meta, **render(50, _env_int("BENCH_RENDER_ITERATIONS", 300))}
+    if set(wanted) & {"logins", "storm", "memory", "rotation"}:
+        root = stack.state()
+        try:
+            _platform_scenarios(root, wanted, results, meta)
+        finally:
+            log.info("bringing the benchmark platform down")
+            stack.tear_down(root)
+    for name, data in results.items():
+        report.write(name, data)
+    png = report.chart(results)
+    _print_summary(results)
+    if png:
+        print(f"\nchart: {png}")
+    return 0
+
+
+def _platform_scenarios(root: Any, wanted: list[str], results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> None:
+    sizes = _sizes()
+    rot_sessions = _env_int("BENCH_ROTATION_SESSIONS", 1000)
+    storm_users = max([*sizes, _env_int("BENCH_LOGIN_USERS", 64)])
+    info = stack.bring_up(root, storm_users + rot_sessions)
+    all_users = stack.bench_users(storm_users + rot_sessions)
+    ca = info["idp"]["ca_bundle"]
+    if set(wanted) & {"logins", "storm", "memory"}:
+        from .scenarios.logins import login_rate
+
+        hubs = {kind: stack.start_bench_hub(root, info, kind) for kind in ("ours", "baseline")}
+        apis = {kind: Api(h.api_url, h.service_token) for kind, h in hubs.items()}
+        creds = [(u["username"], u["password"]) for u in all_users[:storm_users]]
+        if "logins" in wanted:
+            clients = _env_int("BENCH_LOGIN_CLIENTS", 8)
+            log.info("logins: %d clients", clients)
+            rates = login_rate(
+                {k: h.url for k, h in hubs.items()},
+                ca,
+                creds[: _env_int("BENCH_LOGIN_USERS", 64)],
+                clients=clients,
+                seconds=_env_int("BENCH_LOGIN_SECONDS", 10),
+                slices=_env_int("BENCH_LOGIN_SLICES", 2),
+            )
+            results["logins"] = {
+                "machine": meta,
+                "clients": clients,
+                **rates,
+                "ratio": ratio(rates["ours"]["logins_per_s"], rates["baseline"]["logins_per_s"]),
+            }
+        if set(wanted) & {"storm", "memory"}:
+            _storms(root, info, hubs, apis, creds, sizes, wanted, results, meta)
+        for kind in hubs:
+            stack.stop_bench_hub(root, kind)
+    if "rotation" in wanted:
+        from .scenarios.rotation import rotation
+
+        ttl = _env_int("BENCH_ROTATION_TTL", 240)
+        log.info("rotation: %d sessions, token lifetime %ds", rot_sessions, ttl)
+        results["rotation"] = {
+            "machine": meta,
+            "baseline": "none: stock KubeSpawner + GenericOAuthenticator never rotate tokens into running servers",
+            **rotation(
+                info,
+                all_users[storm_users:],
+                ttl=ttl,
+                margin=_env_int("BENCH_ROTATION_MARGIN", 60),
+                interval=_env_int("BENCH_ROTATION_INTERVAL", 10),
+                window=float(_env_int("BENCH_ROTATION_WINDOW", ttl)),
+            ),
+        }
+
+
+def _storms(
+    root: Any,
+    info: dict[str, Any],
+    hubs: dict[str, Any],
+    apis: dict[str, Api],
+    creds: list[tuple[str, str]],
+    sizes: list[int],
+    wanted: list[str],
+    results: dict[str, dict[str, Any]],
+    meta: dict[str, Any],
+) -> None:
+    from .scenarios.logins import login_users
+    from .scenarios.memory import hub_memory
+    from .scenarios.storm import cleanup, storm
+
+    kube = stack.Kube(info)
+    ca = info["idp"]["ca_bundle"]
+    for kind, hub in hubs.items():  # our hub provisions Rucio from the user's tokens: users log in first
+        failed = login_users(hub.url, ca, creds[: max(sizes)])
+        log.info("%s: %d users logged in (%d failed)", kind, max(sizes) - failed, failed)
+    print(RESPONDER_NOTE)
+    options = {"ours": {"profile": "bench"}, "baseline": {}}
+    prefixes = {"ours": "jupyter-", "baseline": "baseline-"}
+    rounds: dict[str, dict[str, Any]] = {}
+    memory: dict[str, Any] = {}
+    for i, size in enumerate(sizes):
+        order = ["ours", "baseline"] if i % 2 == 0 else ["baseline", "ours"]
+        rounds[str(size)] = {}
+        for kind in order:
+            names = [n for n, _ in creds[:size]]
+            log.info("storm: %s, %d users", kind, size)
+            rounds[str(size)][kind] = storm(
+                apis[kind],
+                kube,
+                users=names,
+                options=options[kind],
+                pod_prefix=prefixes[kind],
+                timeout=float(_env_int("BENCH_STORM_TIMEOUT", 600)),
+            )
+            if "memory" in wanted and size == max(sizes):
+                memory[kind] = hub_memory(
+                    apis[kind], stack.hub_pid(root, kind), total_users=_env_int("BENCH_MEMORY_USERS", 1000)
+                )
+            cleanup(apis[kind], kube, names)
+            time.sleep(2)
+        ours, base = rounds[str(size)]["ours"], rounds[str(size)]["baseline"]
+        rounds[str(size)]["ratio_p95_ready"] = ratio(
+            ours["accepted_to_ready_s"]["p95"], base["accepted_to_ready_s"]["p95"]
+        )
+        rounds[str(size)]["ratio_median_ready"] = ratio(
+            ours["accepted_to_ready_s"]["median"], base["accepted_to_ready_s"]["median"]
+        )
+    if "storm" in wanted:
+        results["storm"] = {"machine": meta, "note": RESPONDER_NOTE, "rounds": rounds}
+    if memory:
+        results["memory"] = {
+            "machine": meta,
+            **memory,
+            "ratio": ratio(memory["ours"]["rss_mb"], memory["baseline"]["rss_mb"]),
+        }
+
+
+def _mark(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("MET" if ok else "MISSED")
+
+
+def _print_summary(results: dict[str, dict[str, Any]]) -> None:
+    print("\n=== datalake-hub benchmarks (ours vs plain baseline, same run) ===")
+    if "storm" in results:
+        print(results["storm"]["note"])
+        for size, r in results["storm"]["rounds"].items():
+            o, b = r["ours"], r["baseline"]
+            fails = dict(o["failures"])
+            oo = o["accepted_to_ready_s"]
+            print(
+                f"storm {size:>4}: ready median/p95 ours {oo['median']}/{oo['p95']} s"
+                f", baseline {b['accepted_to_ready_s']['median']}/{b['accepted_to_ready_s']['p95']} s"
+                f", p95 ratio {r['ratio_p95_ready']} (target ≤ {TARGETS['storm_p95_ratio']}: "
+                f"{_mark(r['ratio_p95_ready'] is not None and r['ratio_p95_ready'] <= TARGETS['storm_p95_ratio'])})"
+                f"; 429s ours {o['rejected_429']} baseline {b['rejected_429']}; failures ours {fails or 'none'}"
+                f" baseline {b['failures'] or 'none'}"
+            )
+    if "memory" in results:
+        m = results["memory"]
+        print(
+            f"hub RSS: ours {m['ours']['rss_mb']} MB, baseline {m['baseline']['rss_mb']} MB "
+            f"({m['ours']['users']} users, {m['ours']['running_servers']} running), ratio {m['ratio']} "
+            f"(target ≤ {TARGETS['hub_rss_mb']:.0f} MB: {_mark(m['ours']['rss_mb'] <= TARGETS['hub_rss_mb'])})"
+        )
+    if "render" in results:
+        r = results["render"]
+        print(
+            f"spawn form, {r['profiles']} profiles: ours median/p95 {r['ours']['median']}/{r['ours']['p95']} ms, "
+            f"baseline {r['baseline']['median']}/{r['baseline']['p95']} ms, ratio {r['ratio_median']} "
+            f"(target ≤ {TARGETS['render_ms']} ms: {_mark(r['ours']['median'] <= TARGETS['render_ms'])})"
+        )
+    if "logins" in results:
+        r = results["logins"]
+        ok = r["ratio"] is not None and r["ratio"] >= TARGETS["logins_ratio"]
+        print(
+            f"logins/s ({r['clients']} clients): ours {r['ours']['logins_per_s']}, "
+            f"baseline {r['baseline']['logins_per_s']}, "
+            f"ratio {r['ratio']} (target ≥ {TARGETS['logins_ratio']}×: {_mark(ok)}; "
+            f"≥ {TARGETS['logins_per_s']:.0f}/s: {_mark(r['ours']['logins_per_s'] >= TARGETS['logins_per_s'])})"
+        )
+    if "rotation" in results:
+        r = results["rotation"]
+        print(
+            f"rotation ({r['sessions']} sessions, ttl {r['ttl_s']} s): k8s writes/user/lifetime "
+            f"{r['k8s_writes_per_user_per_lifetime']} (target ≤ 2: "
+            f"{_mark(r['k8s_writes_per_user_per_lifetime'] <= TARGETS['k8s_writes_per_user_per_lifetime'])}), "
+            f"IdP calls/user/lifetime {r['idp_calls_per_user_per_lifetime']}, CPU {r['cpu_share_of_core'] * 100:.1f}% "
+            f"of a core (target ≤ 5%: {_mark(r['cpu_share_of_core'] <= TARGETS['rotation_cpu_share'])}), "
+            f"lag median/p95 {r['rotation_lag_s']['median']}/{r['rotation_lag_s']['p95']} s"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""HTTP clients the benchmarks drive hubs with: browser-like logins and the admin REST API."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from localplatform.idp import login_via_http
+
+__all__ = ["Api", "LoginResult", "login"]
+
+LOGIN_COOKIE = "jupyterhub-hub-login"
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """One login: did the hub set its login cookie, how long it took, and what went wrong if not."""
+
+    ok: bool
+    seconds: float
+    error: str | None = None
+
+
+def login(hub_url: str, ca_bundle: str, username: str, password: str, timeout: float = 30) -> LoginResult:
+    """A whole OIDC login as a browser does it: proxy → hub → IdP login and consent → hub callback.
+
+    Ends when the hub's callback answers (it sets the login cookie and redirects on): following on
+    would start a server in a stock hub (``/hub/`` → ``/hub/spawn``), which is not a login.
+    """
+    started = time.perf_counter()
+    session = requests.Session()
+    session.verify = ca_bundle
+    callback = f"{hub_url}hub/oauth_callback"
+    try:
+        resp = login_via_http(session, f"{hub_url}hub/oauth_login", username, password, stop_at=callback)
+        if not resp.is_redirect:
+            return LoginResult(False, time.perf_counter() - started, f"idp:{resp.status_code}")
+        final = session.get(resp.headers["location"], allow_redirects=False, timeout=timeout)
+    except (requests.RequestException, RuntimeError) as err:
+        return LoginResult(False, time.perf_counter() - started, f"error:{type(err).__name__}")
+    finally:
+        session.close()
+    elapsed = time.perf_counter() - started
+    if final.status_code == 302 and LOGIN_COOKIE in final.cookies:
+        return LoginResult(True, elapsed)
+    return LoginResult(False, elapsed, f"hub:{final.status_code}")
+
+
+class Api:
+    """The hub's REST API with the admin-scoped service token the local hub is started with."""
+
+    def __init__(self, api_url: str, token: str) -> None:
+        self.base = api_url
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"token {token}"
+
+    def call(self, method: str, path: str, timeout: float = 60, **kwargs: Any) -> requests.Response:
+        return self.session.request(method, f"{self.base}{path}", timeout=timeout, **kwargs)
+
+    def users(self, state: str | None = None) -> list[dict[str, Any]]:
+        """Every user (paged), optionally only those with a server in ``state`` (ready/active)."""
+        out: list[dict[str, Any]] = []
+        offset = 0
+        for _ in range(1000):
+            params: dict[str, Any] = {"offset": offset, "limit": 200}
+            if state:
+                params["state"] = state
+            resp = self.call("GET", "/users", params=params, headers={"Accept": "application/jsonpage+json"})
+            resp.raise_for_status()
+            body = resp.json()
+            items = body["items"] if isinstance(body, dict) else body
+            out.extend(items)
+            nxt = body.get("_pagination", {}).get("next") if isinstance(body, dict) else None
+            if not nxt or not items:
+                return out
+            offset = nxt["offset"]
+        return out

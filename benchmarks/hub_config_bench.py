@@ -1,0 +1,86 @@
+"""JupyterHub config for benchmark hubs: ours (the local platform's config) or a plain baseline.
+
+``$DATALAKE_BENCH_KIND`` picks:
+
+* ``ours`` — exactly ``scripts/localplatform/hub_local_config.py`` (z2jh-like plumbing, then our
+  one line ``apply_from_file(c)``), executed in this file's namespace;
+* ``baseline`` — the same plumbing (ports, proxy, namespace, service token) with stock
+  ``KubeSpawner`` and ``GenericOAuthenticator`` against the same IdP and no hooks: what a plain
+  z2jh deployment for ESCAPE IAM would configure. Same scopes and ``prompt=consent`` as ours, so
+  the IdP does the same work for both and any difference is the hub's.
+
+Then, for both: the pod command is the minimal responder (``benchmarks/responder.py``; 200 real
+notebook servers do not fit in 2 cores) and the same generous timeouts, so a storm measures the
+hub and the control plane, not a timeout.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+c = get_config()  # type: ignore[name-defined]  # noqa: F821 - provided by JupyterHub
+
+KIND = os.environ.get("DATALAKE_BENCH_KIND", "ours")
+REPO = Path(os.environ["PYTHONPATH"].split(os.pathsep)[0])
+LOCAL_CONFIG = REPO / "scripts" / "localplatform" / "hub_local_config.py"
+
+if KIND == "ours":
+    exec(compile(LOCAL_CONFIG.read_text(), str(LOCAL_CONFIG), "exec"), {"get_config": get_config})  # noqa: F821
+else:
+    run = json.loads(Path(os.environ["DATALAKE_LOCAL_HUB"]).read_text())
+    settings = yaml.safe_load(Path(os.environ["DATALAKE_SETTINGS"]).read_text())
+    iam = settings["iam"]
+    c.JupyterHub.bind_url = run["public_url"]
+    c.JupyterHub.hub_bind_url = run["hub_bind_url"]
+    c.JupyterHub.hub_connect_url = run["hub_bind_url"]
+    c.JupyterHub.db_url = run["db_url"]
+    c.JupyterHub.cookie_secret_file = run["cookie_secret_file"]
+    c.JupyterHub.pid_file = run["pid_file"]
+    c.JupyterHub.cleanup_servers = False
+    c.JupyterHub.log_level = run.get("log_level", "INFO")
+    c.ConfigurableHTTPProxy.command = [run["node"], run["chp"]]
+    c.ConfigurableHTTPProxy.api_url = run["proxy_api_url"]
+    c.ConfigurableHTTPProxy.pid_file = run["proxy_pid_file"]
+    c.JupyterHub.services = [{"name": "datalake-local", "api_token": run["service_token"]}]
+    c.JupyterHub.load_roles = [
+        {
+            "name": "datalake-local",
+            "services": ["datalake-local"],
+            "scopes": ["admin:users", "admin:servers", "admin:groups", "read:hub", "access:servers"],
+        }
+    ]
+
+    issuer = iam["issuer"]
+    c.JupyterHub.authenticator_class = "generic-oauth"
+    c.GenericOAuthenticator.client_id = iam["client_id"]
+    c.GenericOAuthenticator.client_secret = Path(iam["client_secret"]["file"]).read_text().strip()
+    c.GenericOAuthenticator.oauth_callback_url = f"{run['public_url']}hub/oauth_callback"
+    c.GenericOAuthenticator.authorize_url = f"{issuer}auth"
+    c.GenericOAuthenticator.token_url = f"{issuer}token"
+    c.GenericOAuthenticator.userdata_url = f"{issuer}userinfo"
+    c.GenericOAuthenticator.scope = ["openid", "profile", "email", "offline_access", "wlcg.groups"]
+    c.GenericOAuthenticator.username_claim = "preferred_username"
+    c.GenericOAuthenticator.extra_authorize_params = {"prompt": "consent"}
+    c.GenericOAuthenticator.http_request_kwargs = {"ca_certs": iam["ca_bundle"]}
+    c.GenericOAuthenticator.manage_groups = True
+    c.GenericOAuthenticator.auth_state_groups_key = "oauth_user.groups"
+    c.GenericOAuthenticator.allowed_groups = {"escape"}
+    c.GenericOAuthenticator.admin_groups = {"escape/admins"}
+
+    c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
+    c.KubeSpawner.namespace = run["namespace"]
+    c.KubeSpawner.port = 8888
+    c.KubeSpawner.image_pull_policy = "IfNotPresent"
+    # Both hubs share the namespace: distinct pod names keep them from deleting each other's pods.
+    c.KubeSpawner.pod_name_template = "baseline-{user_server}"
+    profile_list = os.environ.get("DATALAKE_BENCH_PROFILE_LIST")
+    if profile_list:  # the same entries ours offers, as a static list (what stock z2jh users write)
+        c.KubeSpawner.profile_list = json.loads(Path(profile_list).read_text())
+
+python = os.environ.get("DATALAKE_BENCH_PYTHON", "python3")
+for cls in ("KubeSpawner", "DatalakeSpawner"):
+    c[cls].cmd = [python, os.environ["DATALAKE_BENCH_RESPONDER"]]
+    c[cls].start_timeout = 600
+    c[cls].http_timeout = 300

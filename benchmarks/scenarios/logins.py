@@ -1,0 +1,77 @@
+"""Logins per second through proxy + hub + IdP, with a fixed number of concurrent browser-like clients.
+
+Each client is its own process (the GIL would otherwise make the client the bottleneck) running
+full OIDC logins back to back for a fixed time. Hubs are measured in alternating slices (ours,
+baseline, ours, baseline, ...) so background noise on the shared machine hits both alike.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from typing import Any
+
+from ..client import login
+from ..stats import summary
+
+__all__ = ["login_rate", "login_users"]
+
+
+def _worker(args: tuple[str, str, list[tuple[str, str]], float]) -> list[tuple[bool, float, str | None]]:
+    hub_url, ca, users, duration = args
+    out: list[tuple[bool, float, str | None]] = []
+    deadline = time.monotonic() + duration
+    i = 0
+    while time.monotonic() < deadline:
+        name, password = users[i % len(users)]
+        i += 1
+        r = login(hub_url, ca, name, password)
+        out.append((r.ok, r.seconds, r.error))
+    return out
+
+
+def login_users(hub_url: str, ca: str, users: list[tuple[str, str]], clients: int = 8) -> int:
+    """Log each user in once (set-up for storms: our hub needs their tokens); returns failures."""
+    chunks = [users[i::clients] for i in range(clients)]
+    failed = 0
+    with multiprocessing.get_context("spawn").Pool(clients) as pool:
+        for results in pool.map(_once, [(hub_url, ca, chunk) for chunk in chunks]):
+            failed += results
+    return failed
+
+
+def _once(args: tuple[str, str, list[tuple[str, str]]]) -> int:
+    hub_url, ca, users = args
+    return sum(0 if login(hub_url, ca, n, p).ok else 1 for n, p in users)
+
+
+def login_rate(
+    hubs: dict[str, str], ca: str, users: list[tuple[str, str]], *, clients: int, seconds: float, slices: int
+) -> dict[str, Any]:
+    """logins/s per hub (``{kind: url}``), from ``slices`` alternating slices of ``seconds`` each."""
+    chunks = [users[i::clients] for i in range(clients)]
+    results: dict[str, list[tuple[bool, float, str | None]]] = {k: [] for k in hubs}
+    elapsed: dict[str, float] = dict.fromkeys(hubs, 0.0)
+    with multiprocessing.get_context("spawn").Pool(clients) as pool:
+        pool.map(_once, [(next(iter(hubs.values())), ca, c[:1]) for c in chunks])  # warm the workers
+        for s in range(slices):
+            order = list(hubs) if s % 2 == 0 else list(reversed(hubs))
+            for kind in order:
+                for part in pool.map(_worker, [(hubs[kind], ca, c, seconds) for c in chunks]):
+                    results[kind].extend(part)
+                elapsed[kind] += seconds
+    out: dict[str, Any] = {}
+    for kind, rows in results.items():
+        ok = [sec for good, sec, _ in rows if good]
+        errors: dict[str, int] = {}
+        for good, _, err in rows:
+            if not good:
+                errors[err or "?"] = errors.get(err or "?", 0) + 1
+        out[kind] = {
+            "logins": len(ok),
+            "seconds": elapsed[kind],
+            "logins_per_s": round(len(ok) / elapsed[kind], 2),
+            "latency_s": summary(ok, 3),
+            "failures": errors,
+        }
+    return out

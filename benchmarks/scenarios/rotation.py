@@ -1,0 +1,334 @@
+"""Token rotation at scale: N running sessions with short token lifetimes, for one lifetime or more.
+
+What is real: the IdP (login, refresh grant, userinfo and RFC 8693 exchange at its token endpoint),
+the API server (Secrets created and patched with the hub ServiceAccount's RBAC), and every piece of
+our code on the path — ``DatalakeOAuthenticator.refresh_user``, ``DatalakeSpawner._rotate_rucio`` and
+``_provision``, ``RucioProvisioner``, ``SecretStore``, ``Rotator``. What is driven: the sessions. One
+process stands in for the hub (a thousand notebook pods do not fit here): each session is a user
+with its IdP tokens in memory (as the hub's decrypted auth state) and a server whose Secret was
+written at "spawn", tracked by the same Rotator the hub runs. The process does nothing else, so its
+CPU time during the window is the rotation's cost in a hub.
+
+Counted: Kubernetes writes from the API server's ``apiserver_request_total`` (Secrets, by verb and
+code); IdP calls at the HTTP client (every request the process sends to the IdP, by endpoint and
+grant); CPU from the process's own CPU time; rotation lag = time the Secret was patched minus the
+moment the token entered the rotation margin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import secrets
+import time
+import types
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import requests
+from kubernetes_asyncio import client as kclient
+from kubernetes_asyncio import config as kconfig
+from localplatform.idp import login_via_http, register_client
+from tornado.httpclient import AsyncHTTPClient
+from traitlets.config import Config
+
+from hub_config.auth.authenticator import DatalakeOAuthenticator
+from hub_config.auth.configure import apply_auth
+from hub_config.auth.discovery import OIDCEndpoints
+from hub_config.hooks.rotation import Rotator
+from hub_config.hooks.rucio import RucioProvisioner
+from hub_config.settings.model import Settings
+from hub_config.spawner import DatalakeSpawner
+
+from ..stack import PROFILES, Kube
+from ..stats import summary
+
+BENCH_PROFILE = PROFILES / "bench.yaml"
+
+__all__ = ["rotation"]
+
+REDIRECT = "http://127.0.0.1:9/hub/oauth_callback"
+SCOPE = "openid profile email offline_access wlcg.groups"
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def _code_login(idp: dict[str, Any], client_id: str, secret: str, user: dict[str, Any]) -> dict[str, Any]:
+    """Authorization code + PKCE with consent, redeemed like the hub does (see tests/support/oidc.py)."""
+    session = requests.Session()
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    query = {
+        "client_id": client_id,
+        "redirect_uri": REDIRECT,
+        "response_type": "code",
+        "scope": SCOPE,
+        "state": "st",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "prompt": "consent",
+    }
+    session.verify = idp["ca_bundle"]
+    resp = login_via_http(
+        session,
+        f"{idp['authorization_endpoint']}?{urlencode(query)}",
+        user["username"],
+        user["password"],
+        stop_at=REDIRECT,
+    )
+    code = parse_qs(urlsplit(resp.headers["location"]).query)["code"][0]
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": verifier}
+    token = requests.post(
+        idp["token_endpoint"], auth=(client_id, secret), data=data, verify=idp["ca_bundle"], timeout=30
+    )
+    token.raise_for_status()
+    body: dict[str, Any] = token.json()
+    return body
+
+
+class _User:
+    """What the rotation path uses of a JupyterHub ``User``: name, authenticator, auth state."""
+
+    def __init__(self, name: str, authenticator: Any, auth_state: dict[str, Any]) -> None:
+        self.name = name
+        self.authenticator = authenticator
+        self._state = auth_state
+
+    async def get_auth_state(self) -> dict[str, Any]:
+        return self._state
+
+    async def save_auth_state(self, state: dict[str, Any]) -> None:
+        self._state = state
+
+
+class _Server:
+    """What ``DatalakeSpawner``'s Rucio methods use of a spawner; those methods are bound to it unchanged."""
+
+    def __init__(self, user: _User, namespace: str, provisioner: RucioProvisioner, api_client: Any, profile: Any):
+        self.user = user
+        self.namespace = namespace
+        self.pod_name = f"rot-{user.name}"
+        self.datalake_rucio = provisioner
+        self.api = types.SimpleNamespace(api_client=api_client)
+        self._datalake_profile = profile
+        self._provision = types.MethodType(DatalakeSpawner._provision, self)
+        self.rotate = types.MethodType(DatalakeSpawner._rotate_rucio, self)
+
+
+class _IdPCalls:
+    """Counts every request this process sends to the IdP (tornado's client: OAuthenticator and ours)."""
+
+    def __init__(self, issuer: str) -> None:
+        self.issuer = issuer
+        self.counts: dict[str, int] = {}
+        self._orig = AsyncHTTPClient.fetch
+
+    def install(self) -> None:
+        counts, issuer, orig = self.counts, self.issuer, self._orig
+
+        def fetch(client: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+            url = request if isinstance(request, str) else request.url
+            if url.startswith(issuer):
+                kind = urlsplit(url).path.strip("/") or "/"
+                body = getattr(request, "body", None)
+                if kind == "token" and body:
+                    grant = parse_qs(body.decode() if isinstance(body, bytes) else body).get("grant_type", ["?"])[0]
+                    kind = f"token:{grant.rsplit(':', 1)[-1]}"
+                counts[kind] = counts.get(kind, 0) + 1
+            return orig(client, request, *args, **kwargs)
+
+        AsyncHTTPClient.fetch = fetch  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        AsyncHTTPClient.fetch = self._orig  # type: ignore[method-assign]
+
+
+def _settings(info: dict[str, Any], client_id: str, margin: int, interval: int, concurrency: int) -> Settings:
+    idp = info["idp"]
+    return Settings.model_validate(
+        {
+            "iam": {
+                "issuer": idp["issuer"],
+                "client_id": client_id,
+                "client_secret": {"env": "DATALAKE_BENCH_UNUSED"},
+                "allowed_groups": ["escape"],
+                "ca_bundle": idp["ca_bundle"],
+            },
+            "rucio": {
+                "instances": [
+                    {
+                        "name": "bench",
+                        "display_name": "Bench Rucio",
+                        "rucio_host": "https://127.0.0.1:9/",
+                        "auth_host": "https://127.0.0.1:9/",
+                        "ca_cert": idp["ca_bundle"],
+                    }
+                ],
+                "refresh_margin_seconds": margin,
+                "check_interval_seconds": interval,
+                "max_concurrent_rotations": concurrency,
+            },
+        }
+    )
+
+
+def rotation(
+    info: dict[str, Any],
+    users: list[dict[str, Any]],
+    *,
+    ttl: int,
+    margin: int,
+    interval: int,
+    window: float,
+    concurrency: int = 8,
+) -> dict[str, Any]:
+    """Log ``users`` in, give each a Secret, rotate for ``window`` seconds; return the counts."""
+    idp = info["idp"]
+    client_id = "datalake-bench-rotation"
+    secret = secrets.token_urlsafe(32)
+    register_client(info, client_id, secret, [REDIRECT], access_token_ttl=ttl)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        tokens = list(pool.map(lambda u: _code_login(idp, client_id, secret, u), users))
+    login_seconds = time.monotonic() - started
+    settings = _settings(info, client_id, margin, interval, concurrency)
+    result = asyncio.run(_run(info, settings, secret, users, tokens, window))
+    return {
+        "sessions": len(users),
+        "ttl_s": ttl,
+        "margin_s": margin,
+        "check_interval_s": interval,
+        "setup_logins_s": round(login_seconds, 1),
+        **result,
+    }
+
+
+async def _run(
+    info: dict[str, Any],
+    settings: Settings,
+    client_secret: str,
+    users: list[dict[str, Any]],
+    tokens: list[dict[str, Any]],
+    window: float,
+) -> dict[str, Any]:
+    idp = info["idp"]
+    endpoints = OIDCEndpoints(
+        authorize_url=idp["authorization_endpoint"],
+        token_url=idp["token_endpoint"],
+        userdata_url=idp["userinfo_endpoint"],
+        end_session_url=None,
+        jwks_uri=idp["jwks_uri"],
+    )
+    c = Config()
+    apply_auth(c, settings.iam, endpoints=endpoints, client_secret=client_secret)
+    authenticator = DatalakeOAuthenticator(config=c)
+    provisioner = RucioProvisioner(
+        settings,
+        token_url=idp["token_endpoint"],
+        client_id=settings.iam.client_id,
+        client_secret=client_secret,
+        ca_bundle=idp["ca_bundle"],
+    )
+    kcfg = kclient.Configuration()
+    await kconfig.load_kube_config(config_file=info["controlplane"]["hub_kubeconfig"], client_configuration=kcfg)
+    api_client = kclient.ApiClient(kcfg)
+    from hub_config.profiles.loader import load_profile_text
+
+    profile = load_profile_text((BENCH_PROFILE).read_text(), "bench.yaml").profile
+    namespace = info["controlplane"]["namespace"]
+    servers = []
+    for u, tok in zip(users, tokens, strict=True):
+        state = {
+            "access_token": tok["access_token"],
+            "refresh_token": tok.get("refresh_token"),
+            "id_token": tok.get("id_token"),
+            "oauth_user": {"preferred_username": u["username"], "sub": u["sub"]},
+        }
+        servers.append(_Server(_User(u["username"], authenticator, state), namespace, provisioner, api_client, profile))
+
+    # "Spawn": every server gets its Secret (bounded, like a storm would), then is tracked.
+    sem = asyncio.Semaphore(16)
+    rucio = settings.rucio
+    rotator = Rotator(
+        margin=rucio.refresh_margin_seconds,
+        interval=rucio.check_interval_seconds,
+        concurrency=rucio.max_concurrent_rotations,
+    )
+    lags: list[float] = []
+    failures: list[str] = []
+
+    def timed(server: _Server) -> Any:
+        key = f"{namespace}/{server.pod_name}"
+
+        async def rotate() -> float | None:
+            tracked = rotator.tracked(key)
+            due = tracked.expires_at - rotator.margin if tracked and tracked.expires_at else None
+            try:
+                exp = await server.rotate()
+            except Exception as err:
+                failures.append(type(err).__name__)
+                raise
+            if due is not None:
+                lags.append(time.time() - due)
+            return exp
+
+        return key, rotate
+
+    async def spawn(server: _Server) -> None:
+        async with sem:
+            result = await server._provision(profile)
+        if not result.instances:
+            failures.append("provision:" + ";".join(result.warnings)[:80])
+            return
+        key, rotate = timed(server)
+        rotator.track(key, rotate, result.expires_at)
+
+    t = time.monotonic()
+    await asyncio.gather(*(spawn(s) for s in servers))
+    spawn_seconds = time.monotonic() - t
+
+    kube = Kube(info)
+    calls = _IdPCalls(idp["issuer"])
+    loop = asyncio.get_running_loop()
+    before = await loop.run_in_executor(None, kube.request_counts)
+    calls.install()
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    try:
+        await asyncio.sleep(window)
+    finally:
+        cpu = time.process_time() - cpu0
+        wall = time.monotonic() - wall0
+        calls.uninstall()
+    after = await loop.run_in_executor(None, kube.request_counts)
+    await rotator.close()
+    # Clean up the Secrets (label set by _provision: datalake-hub.io/server=rot-...).
+    await loop.run_in_executor(None, kube.delete_secrets, "datalake-hub.io/server")
+    await api_client.close()
+
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) - before.get(k, 0)}
+    writes = sum(v for k, v in delta.items() if k.split()[0] in WRITE_VERBS)
+    n = len(servers)
+    lifetimes = wall / settings_ttl(tokens)
+    idp_total = sum(calls.counts.values())
+    rotations = len(lags)
+    return {
+        "spawn_provision_s": round(spawn_seconds, 1),
+        "window_s": round(wall, 1),
+        "rotations": rotations,
+        "rotation_failures": {f: failures.count(f) for f in set(failures)},
+        "k8s_secret_requests": delta,
+        "k8s_writes": writes,
+        "k8s_writes_per_user_per_lifetime": round(writes / n / lifetimes, 3),
+        "k8s_writes_per_rotation": round(writes / rotations, 3) if rotations else None,
+        "idp_calls": calls.counts,
+        "idp_calls_per_user_per_lifetime": round(idp_total / n / lifetimes, 3),
+        "idp_calls_per_rotation": round(idp_total / rotations, 3) if rotations else None,
+        "cpu_share_of_core": round(cpu / wall, 4),
+        "rotation_lag_s": summary(lags, 2),
+    }
+
+
+def settings_ttl(tokens: list[dict[str, Any]]) -> float:
+    """The access-token lifetime the IdP actually granted (``expires_in`` at login)."""
+    return float(tokens[0].get("expires_in") or 0) or 1.0
