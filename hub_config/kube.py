@@ -150,6 +150,29 @@ class SecretStore:
             self._fail("patch", namespace, name, err, data)
         log.info("patched Secret %s/%s (%d keys)", namespace, name, len(data or {}))
 
+    async def update(self, secret: dict[str, Any]) -> None:
+        """Patch an existing ``secret`` (the rotator's path); create it only if it is gone (404).
+
+        One write per rotation instead of two: :meth:`apply` would first try a create that the
+        API server refuses with 409 — still a write request it has to authorise and count.
+        """
+        meta = secret["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        data = secret.get("data")
+        patch = {"metadata": {"labels": meta.get("labels") or {}}, "data": data or {}}
+        try:
+            await self._untyped.patch_namespaced_secret(
+                name, namespace, patch, _content_type=_MERGE_PATCH, _request_timeout=self._timeout
+            )
+        except ApiException as err:
+            if err.status == 404:
+                await self.apply(secret)
+                return
+            self._fail("patch", namespace, name, err, data)
+        except (TimeoutError, aiohttp.ClientError, OSError) as err:
+            self._fail("patch", namespace, name, err, data)
+        log.info("patched Secret %s/%s (%d keys)", namespace, name, len(data or {}))
+
     async def set_owner(self, namespace: str, name: str, *, pod_name: str, pod_uid: str) -> None:
         """Make the pod own the Secret, so the garbage collector deletes the Secret with the pod.
 

@@ -113,4 +113,5 @@ async def _time(ours: Any, stock: Any, static: list[dict[str, Any]], iterations:
     out["ratio_median"] = ratio(out["ours"]["median"], out["baseline"]["median"])
     out["ratio_p95"] = ratio(out["ours"]["p95"], out["baseline"]["p95"])
     out["html_bytes"] = {k: len(v) for k, v in html.items()}
+    out["identical_html"] = html["ours"] == html["baseline"]
     return out

@@ -83,8 +83,12 @@ class RucioProvisioner:
         profile: Profile,
         owner: OwnerPod | None = None,
         labels: Mapping[str, str] | None = None,
+        existing: bool = False,
     ) -> Provisioned:
-        """Exchange, render and store; problems become warnings in the result."""
+        """Exchange, render and store; problems become warnings in the result.
+
+        ``existing``: the Secret was written before (rotation), so patch it rather than create it.
+        """
         result = Provisioned(secret_name=secret_name)
         access = (auth_state or {}).get("access_token")
         if not access:
@@ -140,7 +144,7 @@ class RucioProvisioner:
                 labels=labels,
                 owner=owner,
             )
-            await store.apply(secret)
+            await (store.update(secret) if existing else store.apply(secret))
         except RenderError as err:
             result.warnings.append(f"the Rucio configuration could not be written ({err})")
             return result
