@@ -7,7 +7,6 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from ..rucio.tokens import client_context
 from ..settings.iam import IAMSettings
 from .discovery import OIDCEndpoints, discover
 
@@ -76,9 +75,7 @@ def apply_auth(
     if iam.extra_authorize_params:
         auth.extra_authorize_params = dict(iam.extra_authorize_params)
     if iam.ca_bundle:
-        # A shared context: with ``ca_certs`` tornado re-reads the bundle on every request
-        # (see rucio.tokens.client_context).
-        auth.http_request_kwargs = {"ssl_options": client_context(iam.ca_bundle)}
+        auth.http_request_kwargs = {"ca_certs": iam.ca_bundle}
     if iam.logout_at_idp and endpoints.end_session_url:
         query = {"client_id": iam.client_id}
         target = iam.post_logout_redirect_url or hub_url
