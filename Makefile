@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev dev-down test lint unit integration venv platform-up platform-down schema clean images chart-files prepare
+.PHONY: docs-screenshots dev dev-down test lint unit integration venv platform-up platform-down schema clean images chart-files prepare
 
 $(STAMP): pyproject.toml requirements/hub-image.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ prepare: $(STAMP)
 
 test: lint prepare
 	$(PY) -m pytest tests -q
+
+# Re-take the user guide's screenshots (docs/images/) from the browser tests.
+docs-screenshots: prepare
+	DATALAKE_DOCS_SCREENSHOTS=1 $(PY) -m pytest tests/e2e -q
 
 schema: $(STAMP)
 	$(PY) -m hub_config schema --chart chart/values.schema.json

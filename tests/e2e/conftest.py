@@ -56,6 +56,8 @@ def idp_cert(platform_factory: Any) -> Path:
 
 @pytest.fixture(scope="session")
 def browser(playwright: Playwright, idp_cert: Path) -> Iterator[Browser]:
+    for stale in ARTIFACTS.glob("*-FAILED.png"):
+        stale.unlink()  # from an earlier run; this run's failures are the ones to look at
     args = [f"--ignore-certificate-errors-spki-list={spki_pin(idp_cert)}"]
     if os.geteuid() == 0:
         args.append("--no-sandbox")  # Chromium refuses to run as root with its sandbox on
