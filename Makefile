@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev dev-down test lint unit integration venv platform-up platform-down schema clean images chart-files prepare bench
+.PHONY: docs-screenshots dev dev-down test lint unit integration venv platform-up platform-down schema clean images chart-files prepare bench
 
 $(STAMP): pyproject.toml requirements/hub-image.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml requirements/hub-image.txt
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check hub_config tests scripts
-	$(VENV)/bin/ruff format --check hub_config tests scripts
+	$(VENV)/bin/ruff check hub_config tests scripts images/common/datalake_lab
+	$(VENV)/bin/ruff format --check hub_config tests scripts images/common/datalake_lab
 	$(VENV)/bin/mypy
 
 unit: $(STAMP)
@@ -32,6 +32,10 @@ prepare: $(STAMP)
 
 test: lint prepare
 	$(PY) -m pytest tests -q
+
+# Re-take the user guide's screenshots (docs/images/) from the browser tests.
+docs-screenshots: prepare
+	DATALAKE_DOCS_SCREENSHOTS=1 $(PY) -m pytest tests/e2e -q
 
 schema: $(STAMP)
 	$(PY) -m hub_config schema --chart chart/values.schema.json

@@ -32,8 +32,11 @@ log = logging.getLogger("localplatform.sessionenv")
 REQUIREMENTS = Path(__file__).with_name("session-requirements.txt")
 """Fully pinned requirements of the session venv."""
 
-LAB_OVERRIDES = Path(__file__).resolve().parents[2] / "images" / "common" / "jupyter" / "overrides.json"
+_IMAGES_COMMON = Path(__file__).resolve().parents[2] / "images" / "common"
+LAB_OVERRIDES = _IMAGES_COMMON / "jupyter" / "overrides.json"
 """JupyterLab setting defaults the images install (datalake-base's Dockerfile); the venv gets the same."""
+LAB_EXTENSION = _IMAGES_COMMON / "datalake_lab"
+"""Our server extension (module + the config enabling it), installed as datalake-base's Dockerfile does."""
 
 _INSTALL_TIMEOUT = 1200.0
 """Seconds a cold ``pip install`` may take before we give up (it takes ~2 minutes normally)."""
@@ -82,7 +85,7 @@ def ensure_session_venv(cache: Path | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     target = root / f"session-{_key(python)}"
     if (target / _READY).exists():
-        _install_lab_overrides(target)
+        _install_image_files(target)
         return target
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -109,19 +112,25 @@ def ensure_session_venv(cache: Path | None = None) -> Path:
         except subprocess.TimeoutExpired as err:
             shutil.rmtree(building, ignore_errors=True)
             raise PlatformError(f"building the session venv timed out: {err}") from err
-        _install_lab_overrides(target)
+        _install_image_files(target)
         (target / _READY).write_text(f"{python}\n{REQUIREMENTS.read_text()}")
         log.info("session venv ready in %.0fs", time.monotonic() - started)
     return target
 
 
-def _install_lab_overrides(venv: Path) -> None:
-    """Put the images' JupyterLab defaults where the image has them (cheap; done on every call)."""
-    dest = venv / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
-    wanted = LAB_OVERRIDES.read_bytes()
-    if not dest.exists() or dest.read_bytes() != wanted:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(wanted)
+def _install_image_files(venv: Path) -> None:
+    """Put what the images add to Jupyter where the image has it (cheap; done on every call)."""
+    (site,) = glob.glob(str(venv / "lib" / "python3.*" / "site-packages"))
+    copies = {
+        LAB_OVERRIDES: venv / "share" / "jupyter" / "lab" / "settings" / "overrides.json",
+        LAB_EXTENSION / "datalake_lab.py": Path(site) / "datalake_lab.py",
+        LAB_EXTENSION / "datalake_lab.json": venv / "etc" / "jupyter" / "jupyter_server_config.d" / "datalake_lab.json",
+    }
+    for src, dest in copies.items():
+        wanted = src.read_bytes()
+        if not dest.exists() or dest.read_bytes() != wanted:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(wanted)
 
 
 def main() -> int:

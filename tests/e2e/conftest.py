@@ -56,6 +56,8 @@ def idp_cert(platform_factory: Any) -> Path:
 
 @pytest.fixture(scope="session")
 def browser(playwright: Playwright, idp_cert: Path) -> Iterator[Browser]:
+    for stale in ARTIFACTS.glob("*-FAILED.png"):
+        stale.unlink()  # from an earlier run; this run's failures are the ones to look at
     args = [f"--ignore-certificate-errors-spki-list={spki_pin(idp_cert)}"]
     if os.geteuid() == 0:
         args.append("--no-sandbox")  # Chromium refuses to run as root with its sandbox on
@@ -93,13 +95,12 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
 class Shots:
     """Named screenshots: always kept as test artifacts, optionally refreshed in the docs."""
 
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
+    def __init__(self) -> None:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         self.to_docs = os.environ.get("DATALAKE_DOCS_SCREENSHOTS") == "1"
 
     def take(self, page: Page, name: str, *, docs: bool = False, full_page: bool = False) -> Path:
-        path = ARTIFACTS / f"{self.prefix}-{name}.png"
+        path = ARTIFACTS / f"{name}.png"
         page.screenshot(path=str(path), full_page=full_page)
         if docs and self.to_docs:
             DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
@@ -108,5 +109,6 @@ class Shots:
 
 
 @pytest.fixture
-def shots(request: pytest.FixtureRequest) -> Shots:
-    return Shots(request.node.name.removeprefix("test_"))
+def shots() -> Shots:
+    """Screenshots named after the screen they show (names are unique across the e2e tests)."""
+    return Shots()
