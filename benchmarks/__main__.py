@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -36,6 +37,14 @@ RESPONDER_NOTE = (
 )
 
 
+class _Results(dict[str, dict[str, Any]]):
+    """Scenario results, each written to ``results/<name>.json`` as soon as it is in (a later failure keeps it)."""
+
+    def __setitem__(self, name: str, data: dict[str, Any]) -> None:
+        super().__setitem__(name, data)
+        report.write(name, data)
+
+
 def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
@@ -51,7 +60,9 @@ def main() -> int:
     if unknown:
         print(f"unknown scenario(s): {', '.join(sorted(unknown))}; choose from {', '.join(ALL)}", file=sys.stderr)
         return 2
-    results: dict[str, dict[str, Any]] = {}
+    # A TERM (e.g. from `timeout`) must still bring the platform down: make it an exception.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    results = _Results()
     meta = report.machine()
     if "render" in wanted:
         from .scenarios.render import render
@@ -65,8 +76,6 @@ def main() -> int:
         finally:
             log.info("bringing the benchmark platform down")
             stack.tear_down(root)
-    for name, data in results.items():
-        report.write(name, data)
     png = report.chart(results)
     _print_summary(results)
     if png:
@@ -81,6 +90,23 @@ def _platform_scenarios(root: Any, wanted: list[str], results: dict[str, dict[st
     info = stack.bring_up(root, storm_users + rot_sessions)
     all_users = stack.bench_users(storm_users + rot_sessions)
     ca = info["idp"]["ca_bundle"]
+    if "rotation" in wanted:
+        from .scenarios.rotation import rotation
+
+        ttl = _env_int("BENCH_ROTATION_TTL", 240)
+        log.info("rotation: %d sessions, token lifetime %ds", rot_sessions, ttl)
+        results["rotation"] = {
+            "machine": meta,
+            "baseline": "none: stock KubeSpawner + GenericOAuthenticator never rotate tokens into running servers",
+            **rotation(
+                info,
+                all_users[storm_users:],
+                ttl=ttl,
+                margin=_env_int("BENCH_ROTATION_MARGIN", 60),
+                interval=_env_int("BENCH_ROTATION_INTERVAL", 10),
+                window=float(_env_int("BENCH_ROTATION_WINDOW", ttl)),
+            ),
+        }
     if set(wanted) & {"logins", "storm", "memory"}:
         from .scenarios.logins import login_rate
 
@@ -108,23 +134,6 @@ def _platform_scenarios(root: Any, wanted: list[str], results: dict[str, dict[st
             _storms(root, info, hubs, apis, creds, sizes, wanted, results, meta)
         for kind in hubs:
             stack.stop_bench_hub(root, kind)
-    if "rotation" in wanted:
-        from .scenarios.rotation import rotation
-
-        ttl = _env_int("BENCH_ROTATION_TTL", 240)
-        log.info("rotation: %d sessions, token lifetime %ds", rot_sessions, ttl)
-        results["rotation"] = {
-            "machine": meta,
-            "baseline": "none: stock KubeSpawner + GenericOAuthenticator never rotate tokens into running servers",
-            **rotation(
-                info,
-                all_users[storm_users:],
-                ttl=ttl,
-                margin=_env_int("BENCH_ROTATION_MARGIN", 60),
-                interval=_env_int("BENCH_ROTATION_INTERVAL", 10),
-                window=float(_env_int("BENCH_ROTATION_WINDOW", ttl)),
-            ),
-        }
 
 
 def _storms(
@@ -164,7 +173,7 @@ def _storms(
                 users=names,
                 options=options[kind],
                 pod_prefix=prefixes[kind],
-                timeout=float(_env_int("BENCH_STORM_TIMEOUT", 600)),
+                timeout=float(_env_int("BENCH_STORM_TIMEOUT", 420)),
             )
             if "memory" in wanted and size == max(sizes):
                 memory[kind] = hub_memory(

@@ -82,5 +82,5 @@ else:
 python = os.environ.get("DATALAKE_BENCH_PYTHON", "python3")
 for cls in ("KubeSpawner", "DatalakeSpawner"):
     c[cls].cmd = [python, os.environ["DATALAKE_BENCH_RESPONDER"]]
-    c[cls].start_timeout = 600
+    c[cls].start_timeout = 300
     c[cls].http_timeout = 300

@@ -79,6 +79,9 @@ def bring_up(root: Path, n_users: int) -> dict[str, Any]:
         cfg = json.loads(idp_cfg.read_text())
         cfg["users_file"] = str(users_file)
         idp_cfg.write_text(json.dumps(cfg))
+    # The test IdP rewrites its whole JSON token store on every change; a store left by an earlier
+    # run (refresh tokens live 14 days) would slow every login and refresh of this one.
+    (root / "idp" / "store.json").unlink(missing_ok=True)
     info: dict[str, Any] = {}
     for name in COMPONENTS:
         info[name] = importlib.import_module(f"localplatform.{name}").up(root, info)
