@@ -277,6 +277,9 @@ async def _run(
 
     async def spawn(server: _Server) -> None:
         async with sem:
+            # As the hub does before a spawn (refresh_pre_spawn): a token that expired while the
+            # other sessions were logging in is refreshed first.
+            await authenticator.refresh_user(server.user)
             result = await server._provision(profile)
         if not result.instances:
             failures.append("provision:" + ";".join(result.warnings)[:80])
