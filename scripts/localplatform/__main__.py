@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from .base import PlatformError
@@ -18,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--only", nargs="*", choices=COMPONENTS)
     sub.add_parser("down", help="stop everything the platform started")
     sub.add_parser("status", help="print platform.json")
-    sub.add_parser("dev", help="start the platform and the hub for a person to use")
+    dev = sub.add_parser("dev", help="start the platform and the hub for a person to use")
+    dev.add_argument("--port", type=int, default=None, help="the hub's port (default 8000, or $DATALAKE_DEV_PORT)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
@@ -30,9 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "status":
             print(json.dumps(load_info(), indent=2))
         elif args.cmd == "dev":
-            from .dev import run_dev
+            from .dev import DEV_PORT, run_dev
 
-            return run_dev()
+            return run_dev(port=args.port or int(os.environ.get("DATALAKE_DEV_PORT", DEV_PORT)))
     except PlatformError as err:
         print(f"localplatform: {err}", file=sys.stderr)
         return 1

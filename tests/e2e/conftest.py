@@ -42,8 +42,10 @@ def spki_pin(cert_pem: Path) -> str:
     return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
+    """Package-scoped: Playwright's sync API keeps an event loop running in this thread while open,
+    which the async tests that run after tests/e2e (pytest-asyncio) cannot share."""
     with sync_playwright() as pw:
         yield pw
 
@@ -54,7 +56,7 @@ def idp_cert(platform_factory: Any) -> Path:
     return Path(info["idp"]["ca"]).with_name("server.pem")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright, idp_cert: Path) -> Iterator[Browser]:
     for stale in ARTIFACTS.glob("*-FAILED.png"):
         stale.unlink()  # from an earlier run; this run's failures are the ones to look at
