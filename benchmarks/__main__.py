@@ -90,23 +90,6 @@ def _platform_scenarios(root: Any, wanted: list[str], results: dict[str, dict[st
     info = stack.bring_up(root, storm_users + rot_sessions)
     all_users = stack.bench_users(storm_users + rot_sessions)
     ca = info["idp"]["ca_bundle"]
-    if "rotation" in wanted:
-        from .scenarios.rotation import rotation
-
-        ttl = _env_int("BENCH_ROTATION_TTL", 240)
-        log.info("rotation: %d sessions, token lifetime %ds", rot_sessions, ttl)
-        results["rotation"] = {
-            "machine": meta,
-            "baseline": "none: stock KubeSpawner + GenericOAuthenticator never rotate tokens into running servers",
-            **rotation(
-                info,
-                all_users[storm_users:],
-                ttl=ttl,
-                margin=_env_int("BENCH_ROTATION_MARGIN", 60),
-                interval=_env_int("BENCH_ROTATION_INTERVAL", 10),
-                window=float(_env_int("BENCH_ROTATION_WINDOW", ttl)),
-            ),
-        }
     if set(wanted) & {"logins", "storm", "memory"}:
         from .scenarios.logins import login_rate
 
@@ -134,6 +117,23 @@ def _platform_scenarios(root: Any, wanted: list[str], results: dict[str, dict[st
             _storms(root, info, hubs, apis, creds, sizes, wanted, results, meta)
         for kind in hubs:
             stack.stop_bench_hub(root, kind)
+    if "rotation" in wanted:
+        from .scenarios.rotation import rotation
+
+        ttl = _env_int("BENCH_ROTATION_TTL", 240)
+        log.info("rotation: %d sessions, token lifetime %ds", rot_sessions, ttl)
+        results["rotation"] = {
+            "machine": meta,
+            "baseline": "none: stock KubeSpawner + GenericOAuthenticator never rotate tokens into running servers",
+            **rotation(
+                info,
+                all_users[storm_users:],
+                ttl=ttl,
+                margin=_env_int("BENCH_ROTATION_MARGIN", 60),
+                interval=_env_int("BENCH_ROTATION_INTERVAL", 10),
+                window=float(_env_int("BENCH_ROTATION_WINDOW", ttl)),
+            ),
+        }
 
 
 def _storms(
@@ -179,7 +179,7 @@ def _storms(
                 memory[kind] = hub_memory(
                     apis[kind], stack.hub_pid(root, kind), total_users=_env_int("BENCH_MEMORY_USERS", 1000)
                 )
-            cleanup(apis[kind], kube, names)
+            rounds[str(size)][kind]["orphaned_pods"] = cleanup(apis[kind], kube, names)
             time.sleep(2)
         ours, base = rounds[str(size)]["ours"], rounds[str(size)]["baseline"]
         rounds[str(size)]["ratio_p95_ready"] = ratio(

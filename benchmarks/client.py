@@ -12,6 +12,8 @@ from localplatform.idp import login_via_http
 __all__ = ["Api", "LoginResult", "login"]
 
 LOGIN_COOKIE = "jupyterhub-hub-login"
+PAGINATION = "application/jupyterhub-pagination+json"
+"""The media type that makes JupyterHub page its lists (without it, one page and no `next`)."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class Api:
             params: dict[str, Any] = {"offset": offset, "limit": 200}
             if state:
                 params["state"] = state
-            resp = self.call("GET", "/users", params=params, headers={"Accept": "application/jsonpage+json"})
+            resp = self.call("GET", "/users", params=params, headers={"Accept": PAGINATION})
             resp.raise_for_status()
             body = resp.json()
             items = body["items"] if isinstance(body, dict) else body
