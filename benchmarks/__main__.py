@@ -76,8 +76,9 @@ def main() -> int:
         finally:
             log.info("bringing the benchmark platform down")
             stack.tear_down(root)
-    png = report.chart(results)
-    _print_summary(results)
+    everything = report.load_all()
+    png = report.chart(everything)
+    _print_summary(everything)
     if png:
         print(f"\nchart: {png}")
     return 0

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RESULTS", "chart", "machine", "write"]
+__all__ = ["RESULTS", "chart", "load_all", "machine", "write"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -48,6 +48,11 @@ def write(name: str, data: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
     return path
+
+
+def load_all() -> dict[str, dict[str, Any]]:
+    """Every scenario's latest JSON in ``results/`` (a partial run keeps the others' figures)."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
 
 
 def chart(results: dict[str, dict[str, Any]]) -> Path | None:

@@ -87,6 +87,18 @@ def _code_login(idp: dict[str, Any], client_id: str, secret: str, user: dict[str
     return body
 
 
+def _login_retrying(idp: dict[str, Any], client_id: str, secret: str, user: dict[str, Any]) -> dict[str, Any]:
+    """Set-up, not measured: the single-threaded test IdP may time out under load; try three times."""
+    for attempt in range(3):
+        try:
+            return _code_login(idp, client_id, secret, user)
+        except requests.RequestException:
+            if attempt == 2:
+                raise
+            time.sleep(2)
+    raise AssertionError("unreachable")
+
+
 class _User:
     """What the rotation path uses of a JupyterHub ``User``: name, authenticator, auth state."""
 
@@ -190,7 +202,7 @@ def rotation(
     register_client(info, client_id, secret, [REDIRECT], access_token_ttl=ttl)
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=8) as pool:
-        tokens = list(pool.map(lambda u: _code_login(idp, client_id, secret, u), users))
+        tokens = list(pool.map(lambda u: _login_retrying(idp, client_id, secret, u), users))
     login_seconds = time.monotonic() - started
     settings = _settings(info, client_id, margin, interval, concurrency)
     result = asyncio.run(_run(info, settings, secret, users, tokens, window))
