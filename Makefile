@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml requirements/hub-image.txt
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check hub_config tests scripts images/common/datalake_lab
-	$(VENV)/bin/ruff format --check hub_config tests scripts images/common/datalake_lab
+	$(VENV)/bin/ruff check hub_config tests scripts benchmarks images/common/datalake_lab
+	$(VENV)/bin/ruff format --check hub_config tests scripts benchmarks images/common/datalake_lab
 	$(VENV)/bin/mypy
 
 unit: $(STAMP)
