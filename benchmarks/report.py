@@ -79,8 +79,15 @@ def chart(results: dict[str, dict[str, Any]]) -> Path | None:
         )
     mem = results.get("memory")
     if mem:
+        running = f"running: ours {mem['ours']['running_servers']}, base {mem['baseline']['running_servers']}"
         panels.append(
-            ("Hub RSS (MB)", ["1000 users / 200 running"], [mem["ours"]["rss_mb"]], [mem["baseline"]["rss_mb"]], "")
+            (
+                "Hub RSS (MB)",
+                [f"{mem['ours']['users']} users ({running})"],
+                [mem["ours"]["rss_mb"]],
+                [mem["baseline"]["rss_mb"]],
+                "",
+            )
         )
     render = results.get("render")
     if render:
