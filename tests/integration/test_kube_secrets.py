@@ -19,11 +19,13 @@ from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient, CoreV1Api
 
 from hub_config.kube import KubeError, SecretStore
+from tests.support.expected import fake_jwt
 
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="session")]
 """One loop for the tests and the ApiClient fixture (async fixtures run on the session loop here)."""
 
-SECRET_VALUE = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0LXBheWxvYWQ.c2VjcmV0LXNpZw"
+
+SECRET_VALUE = fake_jwt({"alg": "RS256"}, {"secret": "payload"}, b"secret-sig")
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.support import tools
+from tests.support.expected import fake_jwt
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "images"
@@ -30,7 +31,9 @@ FAMILY: dict[str, Any] = tomllib.loads((IMAGES / "family.toml").read_text())
 BY_NAME: dict[str, dict[str, Any]] = {image["name"]: image for image in FAMILY["image"]}
 NAMES = list(BY_NAME)
 DOCKERFILES = sorted(IMAGES.glob("*/Dockerfile"))
-TOKEN = "eyJhbGciOiJSUzI1NiJ9.SECRET-TOKEN-PAYLOAD.signature"
+
+
+TOKEN = fake_jwt({"alg": "RS256"}, {}).split(".")[0] + ".SECRET-TOKEN-PAYLOAD.signature"
 
 
 # --------------------------------------------------------------------------- family layout
