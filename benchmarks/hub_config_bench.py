@@ -4,7 +4,8 @@
 
 * ``ours`` — exactly ``scripts/localplatform/hub_local_config.py`` (z2jh-like plumbing, then our
   one line ``apply_from_file(c)``), executed in this file's namespace;
-* ``baseline`` — the same plumbing (ports, proxy, namespace, service token) with stock
+* ``baseline`` — the same file's plumbing (ports, proxy, namespace, service token; with
+  ``$DATALAKE_LOCAL_HUB_STOCK=1`` it skips our line) plus stock
   ``KubeSpawner`` and ``GenericOAuthenticator`` against the same IdP and no hooks: what a plain
   z2jh deployment for ESCAPE IAM would configure. Same scopes and ``prompt=consent`` as ours, so
   the IdP does the same work for both and any difference is the hub's.
@@ -26,32 +27,13 @@ KIND = os.environ.get("DATALAKE_BENCH_KIND", "ours")
 REPO = Path(os.environ["PYTHONPATH"].split(os.pathsep)[0])
 LOCAL_CONFIG = REPO / "scripts" / "localplatform" / "hub_local_config.py"
 
-if KIND == "ours":
-    exec(compile(LOCAL_CONFIG.read_text(), str(LOCAL_CONFIG), "exec"), {"get_config": get_config})  # noqa: F821
-else:
+if KIND != "ours":
+    os.environ["DATALAKE_LOCAL_HUB_STOCK"] = "1"  # the local config's plumbing only, none of ours
+exec(compile(LOCAL_CONFIG.read_text(), str(LOCAL_CONFIG), "exec"), {"get_config": get_config})  # noqa: F821
+if KIND != "ours":
     run = json.loads(Path(os.environ["DATALAKE_LOCAL_HUB"]).read_text())
     settings = yaml.safe_load(Path(os.environ["DATALAKE_SETTINGS"]).read_text())
     iam = settings["iam"]
-    c.JupyterHub.bind_url = run["public_url"]
-    c.JupyterHub.hub_bind_url = run["hub_bind_url"]
-    c.JupyterHub.hub_connect_url = run["hub_bind_url"]
-    c.JupyterHub.db_url = run["db_url"]
-    c.JupyterHub.cookie_secret_file = run["cookie_secret_file"]
-    c.JupyterHub.pid_file = run["pid_file"]
-    c.JupyterHub.cleanup_servers = False
-    c.JupyterHub.log_level = run.get("log_level", "INFO")
-    c.ConfigurableHTTPProxy.command = [run["node"], run["chp"]]
-    c.ConfigurableHTTPProxy.api_url = run["proxy_api_url"]
-    c.ConfigurableHTTPProxy.pid_file = run["proxy_pid_file"]
-    c.JupyterHub.services = [{"name": "datalake-local", "api_token": run["service_token"]}]
-    c.JupyterHub.load_roles = [
-        {
-            "name": "datalake-local",
-            "services": ["datalake-local"],
-            "scopes": ["admin:users", "admin:servers", "admin:groups", "read:hub", "access:servers"],
-        }
-    ]
-
     issuer = iam["issuer"]
     c.JupyterHub.authenticator_class = "generic-oauth"
     c.GenericOAuthenticator.client_id = iam["client_id"]
@@ -70,9 +52,6 @@ else:
     c.GenericOAuthenticator.admin_groups = {"escape/admins"}
 
     c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
-    c.KubeSpawner.namespace = run["namespace"]
-    c.KubeSpawner.port = 8888
-    c.KubeSpawner.image_pull_policy = "IfNotPresent"
     # Both hubs share the namespace: distinct pod names keep them from deleting each other's pods.
     c.KubeSpawner.pod_name_template = "baseline-{user_server}"
     profile_list = os.environ.get("DATALAKE_BENCH_PROFILE_LIST")

@@ -95,21 +95,19 @@ def tear_down(root: Path) -> None:
     platform_down(root)
 
 
-def _settings_patch(info: dict[str, Any]) -> dict[str, Any]:
-    idp = info["idp"]
+def bench_rucio_instance(info: dict[str, Any]) -> dict[str, Any]:
+    """The Rucio instance every benchmark hub is configured with (its server is never called)."""
     return {
-        "rucio": {
-            "instances": [
-                {
-                    "name": "bench",
-                    "display_name": "Bench Rucio",
-                    "rucio_host": "https://127.0.0.1:9/",
-                    "auth_host": "https://127.0.0.1:9/",
-                    "ca_cert": idp["ca_bundle"],
-                }
-            ]
-        }
+        "name": "bench",
+        "display_name": "Bench Rucio",
+        "rucio_host": "https://127.0.0.1:9/",
+        "auth_host": "https://127.0.0.1:9/",
+        "ca_cert": info["idp"]["ca_bundle"],
     }
+
+
+def _settings_patch(info: dict[str, Any]) -> dict[str, Any]:
+    return {"rucio": {"instances": [bench_rucio_instance(info)]}}
 
 
 @contextmanager

@@ -42,7 +42,7 @@ from hub_config.hooks.rucio import RucioProvisioner
 from hub_config.settings.model import Settings
 from hub_config.spawner import DatalakeSpawner
 
-from ..stack import PROFILES, Kube
+from ..stack import PROFILES, Kube, bench_rucio_instance
 from ..stats import summary
 
 BENCH_PROFILE = PROFILES / "bench.yaml"
@@ -168,15 +168,7 @@ def _settings(info: dict[str, Any], client_id: str, margin: int, interval: int, 
                 "ca_bundle": idp["ca_bundle"],
             },
             "rucio": {
-                "instances": [
-                    {
-                        "name": "bench",
-                        "display_name": "Bench Rucio",
-                        "rucio_host": "https://127.0.0.1:9/",
-                        "auth_host": "https://127.0.0.1:9/",
-                        "ca_cert": idp["ca_bundle"],
-                    }
-                ],
+                "instances": [bench_rucio_instance(info)],
                 "refresh_margin_seconds": margin,
                 "check_interval_seconds": interval,
                 "max_concurrent_rotations": concurrency,

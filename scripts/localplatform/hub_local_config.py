@@ -39,6 +39,8 @@ c.JupyterHub.load_roles = [
     }
 ]
 
-from hub_config.apply import apply_from_file  # noqa: E402
+if os.environ.get("DATALAKE_LOCAL_HUB_STOCK") != "1":
+    # Unset except for the benchmarks' stock-JupyterHub baseline, which reuses the plumbing above.
+    from hub_config.apply import apply_from_file
 
-apply_from_file(c)
+    apply_from_file(c)
