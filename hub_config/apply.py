@@ -19,6 +19,7 @@ from .auth import AuthConfigError, DiscoveryError, apply_auth, discover, read_cl
 from .errors import ConfigError
 from .hooks.rotation import Rotator
 from .hooks.rucio import RucioProvisioner
+from .logs import route_to_hub_log
 from .profiles.source import ProfileSource
 from .settings.model import Settings
 from .spawner import apply_spawner
@@ -36,6 +37,7 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
 
 def apply(c: Any, settings: Settings, *, hub_url: str | None = None) -> ProfileSource:
     """Configure authentication, spawning and pages on the traitlets config ``c``."""
+    route_to_hub_log()
     profiles = ProfileSource(settings)
     profiles.load_initial()
     crypt_key = os.environ.get("JUPYTERHUB_CRYPT_KEY", "")

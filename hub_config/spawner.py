@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -66,17 +68,23 @@ def _form_environment(paths: tuple[str, ...]) -> Environment:
     return env
 
 
+FORM_CACHE_SIZE = 32
+"""Rendered forms kept per profile source: one per distinct group set (a form is ~3 kB per profile)."""
+
+_FORM_HTML: weakref.WeakKeyDictionary[ProfileSource, OrderedDict[tuple[object, ...], str]] = weakref.WeakKeyDictionary()
+
+
 class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
     """KubeSpawner with group-filtered, validated profiles, per-profile storage and a runtime limit."""
 
-    datalake_settings = AnyTrait(help="hub_config Settings").tag(config=True)
     datalake_profiles = AnyTrait(help="hub_config ProfileSource").tag(config=True)
     datalake_rucio = AnyTrait(None, allow_none=True, help="hub_config RucioProvisioner").tag(config=True)
     datalake_rotator = AnyTrait(None, allow_none=True, help="hub_config Rotator").tag(config=True)
 
     def _settings(self) -> Settings:
-        settings: Settings = self.datalake_settings
-        return settings
+        """The hub's settings, from the shared profile source (see ``hub_config.shared``)."""
+        source: ProfileSource = self.datalake_profiles
+        return source.settings
 
     def user_groups(self) -> list[str]:
         """Names of the user's JupyterHub groups (synced from IAM at each login and refresh)."""
@@ -86,6 +94,28 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
         """The profile_list this user may see and use (KubeSpawner calls it for the form and at spawn)."""
         source: ProfileSource = self.datalake_profiles
         return profile_list_for(source.current(), self._settings(), self.user_groups())
+
+    async def _render_options_form_dynamically(self, current_spawner: Any) -> str:
+        """The spawn form, rendered once per profile set and group set, not on every page view.
+
+        The form is a pure function of the user's profile list, which depends only on the
+        profiles in force (``ProfileSource.generation`` changes on every reload) and the user's
+        groups; users with the same groups share one rendering. A reload or a group change makes
+        a new key, so nobody is shown a stale form.
+        """
+        source: ProfileSource = self.datalake_profiles
+        source.current()  # pick up a profile edit first: it bumps the generation
+        key = (source.generation, tuple(self.user_groups()), self.profile_form_template)
+        cache = _FORM_HTML.setdefault(source, OrderedDict())
+        html = cache.get(key)
+        if html is None:
+            html = self._render_options_form(await self.datalake_profile_list())
+            cache[key] = html
+            while len(cache) > FORM_CACHE_SIZE:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(key)
+        return html
 
     def _render_options_form(self, profile_list: list[dict[str, Any]]) -> str:
         """KubeSpawner 7's form, without compiling ``form.html`` on every page view.
@@ -308,7 +338,6 @@ def apply_spawner(
     sp = settings.spawner
     c.JupyterHub.spawner_class = "hub_config.spawner.DatalakeSpawner"
     k = c.DatalakeSpawner
-    k.datalake_settings = settings
     k.datalake_profiles = profiles
     k.datalake_rucio = rucio
     k.datalake_rotator = rotator

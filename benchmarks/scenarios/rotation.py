@@ -197,6 +197,7 @@ def rotation(
         tokens = list(pool.map(lambda u: _login_retrying(idp, client_id, secret, u), users))
     login_seconds = time.monotonic() - started
     settings = _settings(info, client_id, margin, interval, concurrency)
+    http_client = _http_client_as_in_the_hub()
     result = asyncio.run(_run(info, settings, secret, users, tokens, window))
     return {
         "sessions": len(users),
@@ -204,6 +205,7 @@ def rotation(
         "margin_s": margin,
         "check_interval_s": interval,
         "setup_logins_s": round(login_seconds, 1),
+        "http_client": http_client,
         **result,
     }
 
@@ -334,6 +336,15 @@ async def _run(
         "cpu_share_of_core": round(cpu / wall, 4),
         "rotation_lag_s": summary(lags, 2),
     }
+
+
+def _http_client_as_in_the_hub() -> str:
+    """Make tornado's client the one the hub runs: JupyterHub picks pycurl when installed (z2jh image)."""
+    try:
+        AsyncHTTPClient.configure("tornado.curl_httpclient.CurlAsyncHTTPClient")
+    except ImportError:
+        return "tornado simple_httpclient (pycurl not installed)"
+    return "tornado curl_httpclient (pycurl), as in the z2jh hub image"
 
 
 def settings_ttl(tokens: list[dict[str, Any]]) -> float:

@@ -20,14 +20,16 @@ import json
 import time
 from typing import Any
 
+from jupyterhub import orm
+from jupyterhub.crypto import decrypt
 from oauthenticator.generic import GenericOAuthenticator
 from tornado import web
 from tornado.httpclient import HTTPClientError
 from traitlets import Any as AnyTrait
 from traitlets import Integer, List, Unicode
 
-from ..rucio.tokens import client_context
 from ..settings.iam import GroupsClaim
+from ..tls import request_tls_options, uses_curl
 from .groups import groups_from_claims
 from .usernames import normalise_username
 
@@ -74,16 +76,14 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
     ).tag(config=True)
 
     async def httpfetch(self, url: str, *args: Any, **kwargs: Any) -> Any:
-        """OAuthenticator's fetch, with one shared TLS context per CA bundle instead of ``ca_certs``.
+        """OAuthenticator's fetch, verifying the IdP cheaply with either tornado client (see ``hub_config.tls``).
 
-        With ``ca_certs`` tornado re-reads the bundle on every request (about 50 ms of CPU for a
-        system-sized bundle, twice per login and per refresh; see ``rucio.tokens.client_context``).
-        The config keeps the path: a context in ``http_request_kwargs`` cannot be deep-copied.
+        The config keeps the bundle's path in ``http_request_kwargs``: a context there cannot be
+        deep-copied, and the pycurl client of the z2jh image accepts only the path.
         """
         ca_certs = self.http_request_kwargs.get("ca_certs")
-        if ca_certs and "ssl_options" not in kwargs and "ca_certs" not in kwargs:
-            kwargs["ssl_options"] = client_context(ca_certs)
-            kwargs["ca_certs"] = None
+        if ca_certs and "ssl_options" not in kwargs and "ca_certs" not in kwargs and not uses_curl():
+            kwargs.update(request_tls_options(ca_certs))
         return await super().httpfetch(url, *args, **kwargs)
 
     def user_info_to_username(self, user_info: dict[str, Any]) -> str:
@@ -128,13 +128,9 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
 
     async def _refuse_name_collision(self, handler: Any, model: dict[str, Any]) -> None:
         """A hub name belongs to one IAM subject forever; another subject mapping to it is refused."""
-        user = handler.find_user(model["name"])
-        if user is None:
-            return
-        state = await user.get_auth_state() or {}
-        known = (state.get(self.user_auth_state_key) or {}).get("sub")
+        known = (await _stored_auth_state(handler.db, model["name"]) or {}).get(self.user_auth_state_key) or {}
         new = (model.get("auth_state", {}).get(self.user_auth_state_key) or {}).get("sub")
-        if known and new and known != new:
+        if known.get("sub") and new and known["sub"] != new:
             self.log.error("Refusing login: hub user %s belongs to another IAM subject", model["name"])
             err = web.HTTPError(403)
             err.jupyterhub_message = (  # type: ignore[attr-defined]
@@ -205,3 +201,19 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
             return False
         self.log.info("Refreshed tokens of %s", user.name)
         return model
+
+
+async def _stored_auth_state(db: Any, name: str) -> dict[str, Any] | None:
+    """The saved auth state of hub user ``name`` (None: no such user, none saved, or unreadable).
+
+    One column, not ``handler.find_user``: loading the whole ORM user (roles, groups, tokens,
+    spawners) costs a third of the hub's CPU per login, and JupyterHub loads it again right after.
+    """
+    row = db.query(orm.User.encrypted_auth_state).filter(orm.User.name == name).first()
+    if row is None or row[0] is None:
+        return None
+    try:
+        state = await decrypt(row[0])
+    except Exception:  # noqa: BLE001 - as JupyterHub's get_auth_state: unreadable means "none"
+        return None
+    return state if isinstance(state, dict) else None

@@ -17,6 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from ..shared import HubWide
+
 __all__ = ["Rotator", "Tracked"]
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ class Tracked:
     rotations: int = 0
 
 
-class Rotator:
+class Rotator(HubWide):
     """Schedules rotations for tracked servers; one per hub."""
 
     def __init__(self, *, margin: float, interval: float, concurrency: int, clock: Callable[[], float] = time.time):

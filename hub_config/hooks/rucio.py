@@ -31,6 +31,7 @@ from ..rucio import (
 )
 from ..rucio.secret import OwnerPod
 from ..settings.model import Settings
+from ..shared import HubWide
 
 __all__ = ["Provisioned", "RucioProvisioner"]
 
@@ -53,7 +54,7 @@ class Provisioned:
         return bool(self.instances) and not self.warnings
 
 
-class RucioProvisioner:
+class RucioProvisioner(HubWide):
     """Exchanges tokens and writes the per-server Secret, for one hub's settings and OAuth client."""
 
     def __init__(

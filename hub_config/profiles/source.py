@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..settings.model import Settings
+from ..shared import HubWide
 from .loader import LoadedProfile, load_profiles
 
 __all__ = ["ProfileSource"]
@@ -44,7 +45,7 @@ def _fingerprint(paths: list[Path]) -> tuple[object, ...]:
     return tuple(parts)
 
 
-class ProfileSource:
+class ProfileSource(HubWide):
     """The current valid profiles for ``settings``; call :meth:`current` as often as you like."""
 
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:

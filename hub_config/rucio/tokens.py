@@ -12,7 +12,6 @@ log lines name the endpoint, grant and audience only.
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import logging
 import ssl
@@ -21,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
+from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 
+from ..tls import client_context, idp_client, request_tls_options
 from .errors import IdPUnavailable, TokenExchangeRefused, redact
 from .jws import jwt_expiry
 
@@ -43,18 +43,6 @@ TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a token type name
 DEFAULT_TIMEOUT = 10.0
 """Seconds for connecting and for the whole request; a spawn must not hang on a slow IdP."""
-
-
-@functools.lru_cache(maxsize=8)
-def client_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """One verifying TLS client context per CA bundle, shared by every call to the IdP.
-
-    Given ``ca_certs``, tornado builds a new context and re-reads the bundle on every request —
-    about 50 ms of CPU for a system-sized bundle (450 kB), paid on each login (token + userinfo)
-    and three times per token rotation; the benchmarks found it to be most of the rotation's
-    cost. A changed bundle is read at the next hub start.
-    """
-    return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
 
 
 _RETRYABLE_4XX = frozenset({408, 425, 429})
@@ -115,7 +103,7 @@ async def _post(
             "Accept": "application/json",
             "Authorization": _basic_auth(client_id, client_secret),
         },
-        ssl_options=client_context(ca_bundle),
+        **request_tls_options(ca_bundle),
         connect_timeout=timeout,
         request_timeout=timeout,
         follow_redirects=False,
@@ -123,7 +111,7 @@ async def _post(
     all_secrets = (*secrets, client_secret, _basic_auth(client_id, client_secret))
     started = time.monotonic()
     try:
-        response: HTTPResponse = await AsyncHTTPClient().fetch(request, raise_error=False)
+        response: HTTPResponse = await idp_client().fetch(request, raise_error=False)
     except HTTPClientError as err:  # timeouts (599) and the like
         raise IdPUnavailable(operation, token_url, redact(f"{err.message or err}", all_secrets)) from None
     except ssl.SSLError as err:

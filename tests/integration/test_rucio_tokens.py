@@ -19,6 +19,7 @@ import jwt
 import pytest
 import requests
 from localplatform import idp
+from tornado.httpclient import AsyncHTTPClient
 
 from hub_config.rucio import IdPUnavailable, TokenExchangeRefused, exchange_token, refresh_tokens
 from tests.support.expected import fake_jwt
@@ -31,6 +32,17 @@ HUB_SECRET = "hub-secret-for-token-tests"
 SHORT_CLIENT = "datalake-hub-short"
 LOGIN_SCOPE = "openid profile email offline_access wlcg.groups"
 RUCIO_SCOPE = "openid profile offline_access"
+
+
+@pytest.fixture(autouse=True, params=["simple", "curl"])
+def http_client(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test with tornado's own client and with pycurl's, which the z2jh hub image makes the default."""
+    saved = AsyncHTTPClient.configured_class()
+    AsyncHTTPClient.configure("tornado.curl_httpclient.CurlAsyncHTTPClient" if request.param == "curl" else None)
+    try:
+        yield str(request.param)
+    finally:
+        AsyncHTTPClient.configure(saved)
 
 
 @pytest.fixture(scope="module")

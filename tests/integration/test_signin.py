@@ -84,6 +84,25 @@ def test_user_outside_allowed_groups_gets_a_403_that_explains(hub: HubHandle, in
     assert api(hub, "GET", "/users/oscar").status_code == 404
 
 
+def test_name_taken_by_another_iam_subject_is_refused(hub: HubHandle, info: dict[str, Any]) -> None:
+    """A hub name stays with its IAM subject: a different subject arriving under it gets a 403, not her files."""
+    login(hub, info, "carol", "carol-password")
+    saved = auth_state(hub, "carol")
+    assert saved["oauth_user"]["sub"]
+    # As if carol's IAM account had been deleted and the name given to someone else.
+    taken = {**saved, "oauth_user": {**saved["oauth_user"], "sub": "previous-owner-of-the-name"}}
+    assert api(hub, "PATCH", "/users/carol", json={"auth_state": taken}).status_code == 200
+    try:
+        _, page = login(hub, info, "carol", "carol-password")
+        assert page.status_code == 403
+        assert "already used by a different IAM identity" in page.text
+        assert auth_state(hub, "carol")["oauth_user"]["sub"] == "previous-owner-of-the-name", "state kept"
+    finally:
+        api(hub, "PATCH", "/users/carol", json={"auth_state": saved})
+    _, page = login(hub, info, "carol", "carol-password")
+    assert page.status_code == 200
+
+
 def test_hostile_username_is_normalised(hub: HubHandle, info: dict[str, Any]) -> None:
     """`../Evil User@x` signs in as a safe name with a subject digest (JupyterHub alone refuses it)."""
     _, page = login(hub, info, "../Evil User@x", "evil-password")

@@ -71,6 +71,61 @@ async def test_profile_list_follows_groups(reference_settings: Settings) -> None
     assert "gpu" not in [e["slug"] for e in await plain.datalake_profile_list()]
 
 
+async def test_every_spawner_shares_the_hubs_single_services(reference_settings: Settings) -> None:
+    """traitlets deep-copies config values per spawner: the rotator, provisioner and profiles must not be copied."""
+    from hub_config.hooks.rotation import Rotator
+    from hub_config.hooks.rucio import RucioProvisioner
+
+    source = ProfileSource(reference_settings)
+    rotator = Rotator(margin=60, interval=10, concurrency=4)
+    rucio = RucioProvisioner(
+        reference_settings, token_url="https://idp.test/token", client_id="h", client_secret="s", ca_bundle=None
+    )
+    c = Config()
+    apply_spawner(c, reference_settings, source, rucio=rucio, rotator=rotator)
+    first, second = DatalakeSpawner(_mock=True, config=c), DatalakeSpawner(_mock=True, config=c)
+    for spawner in (first, second):
+        assert spawner.datalake_rotator is rotator, "one rotator per hub, bounding the hub's IdP load"
+        assert spawner.datalake_rucio is rucio
+        assert spawner.datalake_profiles is source, "one profile set per hub, not a copy per server"
+        assert spawner._settings() is reference_settings
+
+
+async def test_spawn_form_is_shared_by_group_set_and_follows_edits(
+    reference_settings: Settings, tmp_path: Path
+) -> None:
+    """Two users with the same groups get one rendering; other groups, or a profile edit, a new one."""
+    import shutil
+
+    shutil.copytree(ROOT / "profiles", tmp_path / "profiles")
+    data = reference_settings.model_dump()
+    data["profiles"] = {"directory": str(tmp_path / "profiles"), "reload_seconds": 1}
+    settings = Settings.model_validate(data)
+    now = [0.0]
+    source = ProfileSource(settings, clock=lambda: now[0])
+    source.load_initial()
+    c = Config()
+    apply_spawner(c, settings, source)
+
+    def spawner(groups: list[str]) -> DatalakeSpawner:
+        sp = DatalakeSpawner(_mock=True, config=c)
+        sp.user.groups = [SimpleNamespace(name=g) for g in groups]
+        return sp
+
+    alice, dave, carol = spawner(["escape"]), spawner(["escape"]), spawner(["escape", "escape/gpu"])
+    form = await alice._render_options_form_dynamically(alice)
+    assert await dave._render_options_form_dynamically(dave) is form, "same groups: rendered once"
+    assert form == alice._render_options_form(await alice.datalake_profile_list()), "identical to a fresh render"
+    gpu_form = await carol._render_options_form_dynamically(carol)
+    assert "GPU" in gpu_form and "GPU" not in form
+
+    hep = tmp_path / "profiles" / "hep.yaml"
+    hep.write_text(hep.read_text().replace("display_name: ", "display_name: Renamed ", 1))
+    now[0] += 2  # the reload interval has passed
+    edited = await alice._render_options_form_dynamically(alice)
+    assert "Renamed " in edited and "Renamed " not in form, "an edit shows at the next page view"
+
+
 @pytest.mark.parametrize(
     ("options", "status"),
     [({"profile": "gpu"}, 403), ({"profile": "hep", "cores": "64"}, 400), ({"profile": 3}, 400)],
