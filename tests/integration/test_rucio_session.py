@@ -129,7 +129,9 @@ def test_the_extension_accepts_the_mounted_token(hub: HubHandle, alice_server: d
     assert check.json()["success"] is True
 
 
-def test_tokens_rotate_in_place_and_whoami_keeps_working(info: dict[str, Any], alice_server: dict[str, Any]) -> None:
+def test_tokens_rotate_in_place_and_whoami_keeps_working(
+    hub: HubHandle, info: dict[str, Any], alice_server: dict[str, Any]
+) -> None:
     """With 60 s tokens, 3 minutes later `rucio whoami` still works and the token file has changed."""
     first = token_digest(info, alice_server)
     seen = {first}
@@ -138,6 +140,8 @@ def test_tokens_rotate_in_place_and_whoami_keeps_working(info: dict[str, Any], a
         time.sleep(15)
         seen.add(token_digest(info, alice_server))
     assert len(seen) >= 3, "the token should have been rotated several times in 3 minutes"
+    rotations = hub_log_text(hub).count("Rucio credentials for alice in Secret")
+    assert rotations >= 3, "each rotation is an INFO line in the hub log (without the token)"
     assert re.search(r"^account\s*:\s*alice$", whoami(info, alice_server), re.MULTILINE)
 
 

@@ -166,6 +166,7 @@ def test_profile_edits_hot_reload_and_broken_edits_keep_last_good(hub: HubHandle
     while "Summer school" not in _spawn_form(session, hub):
         assert time.monotonic() < deadline, "new profile not offered within 15 s"
         time.sleep(1)
+    assert "Profiles reloaded (9): added tutorial" in hub_log_text(hub), "the admin sees the reload in the hub log"
     (hub.profiles_dir / "broken.yaml").write_text("slug: broken\ndisplay_name: [\n")
     time.sleep(4)
     form = _spawn_form(session, hub)
