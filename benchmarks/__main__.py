@@ -90,7 +90,7 @@ def _platform_scenarios(root: Any, wanted: list[str], results: dict[str, dict[st
     storm_users = max([*sizes, _env_int("BENCH_LOGIN_USERS", 64)])
     info = stack.bring_up(root, storm_users + rot_sessions)
     all_users = stack.bench_users(storm_users + rot_sessions)
-    ca = info["idp"]["ca_bundle"]
+    ca = stack.client_ca(info)
     if set(wanted) & {"logins", "storm", "memory"}:
         from .scenarios.logins import login_rate
 
@@ -153,7 +153,7 @@ def _storms(
     from .scenarios.storm import cleanup, storm
 
     kube = stack.Kube(info)
-    ca = info["idp"]["ca_bundle"]
+    ca = stack.client_ca(info)
     for kind, hub in hubs.items():  # our hub provisions Rucio from the user's tokens: users log in first
         failed = login_users(hub.url, ca, creds[: max(sizes)])
         log.info("%s: %d users logged in (%d failed)", kind, max(sizes) - failed, failed)

@@ -28,6 +28,7 @@ __all__ = [
     "Kube",
     "bench_users",
     "bring_up",
+    "client_ca",
     "hub_pid",
     "start_bench_hub",
     "state",
@@ -93,6 +94,16 @@ def bring_up(root: Path, n_users: int) -> dict[str, Any]:
 def tear_down(root: Path) -> None:
     """Stop hubs and components this run started (by PID, via the platform's own ``down``)."""
     platform_down(root)
+
+
+def client_ca(info: dict[str, Any]) -> str:
+    """What the load generator trusts: the IdP's CA alone, not the 450 kB system bundle.
+
+    requests re-reads its ``verify`` file for every new connection; with the system bundle that
+    was ~50 ms of CPU per simulated browser login, and the 8 client processes (on the same 2
+    cores as the hubs) became the bottleneck of the logins figure. The hubs keep the full bundle.
+    """
+    return str(info["idp"]["ca"])
 
 
 def bench_rucio_instance(info: dict[str, Any]) -> dict[str, Any]:
