@@ -80,6 +80,9 @@ class _FreshEntry(dict[str, Any]):
         return self
 
 
+_BACKGROUND: set[asyncio.Task[None]] = set()
+"""Fire-and-forget tasks (owner patches), referenced until done so they are not collected."""
+
 FORM_CACHE_SIZE = 32
 """Rendered forms kept per profile source: one per distinct group set (a form is ~3 kB per profile)."""
 
@@ -228,14 +231,24 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
                 rotator.track(self._rucio_key(), self._rotate_rucio, result.expires_at)
 
     async def datalake_after_pod_created(self, pod: dict[str, Any]) -> None:
-        """The pod now has a uid: make it own the Rucio Secret (deleted with the pod, whoever deletes it)."""
+        """The pod now has a uid: make it own the Rucio Secret (deleted with the pod, whoever deletes it).
+
+        Done in the background: KubeSpawner awaits this hook before it starts waiting for the pod,
+        and the owner reference is only a safety net (the hub deletes the Secret on stop itself),
+        so an API server slow to answer the patch must not delay the user's server.
+        """
         if self.datalake_rucio is None or not getattr(self, "_datalake_profile", None):
             return
         if not self._rucio_wanted(self._datalake_profile):
             return
+        task = asyncio.get_running_loop().create_task(self._own_rucio_secret(pod["metadata"]["uid"]))
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+
+    async def _own_rucio_secret(self, pod_uid: str) -> None:
         try:
             await SecretStore(self.api.api_client).set_owner(
-                self.namespace, secret_name_for(self.pod_name), pod_name=self.pod_name, pod_uid=pod["metadata"]["uid"]
+                self.namespace, secret_name_for(self.pod_name), pod_name=self.pod_name, pod_uid=pod_uid
             )
         except KubeError as err:  # the hub still deletes the Secret on stop
             self.log.warning("Could not make %s own its Rucio Secret: %s", self.pod_name, err)
