@@ -100,19 +100,24 @@ def _platform_scenarios(root: Any, wanted: list[str], results: dict[str, dict[st
         if "logins" in wanted:
             clients = _env_int("BENCH_LOGIN_CLIENTS", 8)
             log.info("logins: %d clients", clients)
+            reference = stack.start_bench_hub(root, info, "baseline-auth-state")
             rates = login_rate(
-                {k: h.url for k, h in hubs.items()},
+                {**{k: h.url for k, h in hubs.items()}, "baseline-auth-state": reference.url},
                 ca,
                 creds[: _env_int("BENCH_LOGIN_USERS", 64)],
                 clients=clients,
                 seconds=_env_int("BENCH_LOGIN_SECONDS", 10),
                 slices=_env_int("BENCH_LOGIN_SLICES", 2),
             )
+            stack.stop_bench_hub(root, "baseline-auth-state")
             results["logins"] = {
                 "machine": meta,
                 "clients": clients,
                 **rates,
                 "ratio": ratio(rates["ours"]["logins_per_s"], rates["baseline"]["logins_per_s"]),
+                "ratio_to_baseline_auth_state": ratio(
+                    rates["ours"]["logins_per_s"], rates["baseline-auth-state"]["logins_per_s"]
+                ),
             }
         if set(wanted) & {"storm", "memory"}:
             _storms(root, info, hubs, apis, creds, sizes, wanted, results, meta)
@@ -241,6 +246,7 @@ def _print_summary(results: dict[str, dict[str, Any]]) -> None:
         print(
             f"logins/s ({r['clients']} clients): ours {r['ours']['logins_per_s']}, "
             f"baseline {r['baseline']['logins_per_s']}, "
+            f"baseline with auth state {r.get('baseline-auth-state', {}).get('logins_per_s', 'n/a')}, "
             f"ratio {r['ratio']} (target ≥ {TARGETS['logins_ratio']}×: {_mark(ok)}; "
             f"≥ {TARGETS['logins_per_s']:.0f}/s: {_mark(r['ours']['logins_per_s'] >= TARGETS['logins_per_s'])})"
         )

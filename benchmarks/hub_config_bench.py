@@ -4,6 +4,7 @@
 
 * ``ours`` — exactly ``scripts/localplatform/hub_local_config.py`` (z2jh-like plumbing, then our
   one line ``apply_from_file(c)``), executed in this file's namespace;
+* ``baseline-auth-state`` — the baseline with ``enable_auth_state`` (a reference for logins);
 * ``baseline`` — the same file's plumbing (ports, proxy, namespace, service token; with
   ``$DATALAKE_LOCAL_HUB_STOCK=1`` it skips our line) plus stock
   ``KubeSpawner`` and ``GenericOAuthenticator`` against the same IdP and no hooks: what a plain
@@ -54,6 +55,10 @@ if KIND != "ours":
     c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
     # Both hubs share the namespace: distinct pod names keep them from deleting each other's pods.
     c.KubeSpawner.pod_name_template = "baseline-{user_server}"
+    if KIND == "baseline-auth-state":
+        # Reference for the logins figure only: stock, but storing the tokens as ours must (the
+        # Rucio exchange and rotation need them), so the two can be told apart from the rest.
+        c.GenericOAuthenticator.enable_auth_state = True
     profile_list = os.environ.get("DATALAKE_BENCH_PROFILE_LIST")
     if profile_list:  # the same entries ours offers, as a static list (what stock z2jh users write)
         c.KubeSpawner.profile_list = json.loads(Path(profile_list).read_text())
