@@ -139,8 +139,9 @@ class SecretStore:
         patch_meta: dict[str, Any] = {"labels": meta.get("labels") or {}}
         if "annotations" in meta:
             patch_meta["annotations"] = meta["annotations"]
-        if "ownerReferences" in meta:
-            patch_meta["ownerReferences"] = meta["ownerReferences"]
+        # Owners are replaced, never kept: a Secret left owned by an earlier server's pod would be
+        # garbage-collected when KubeSpawner deletes that pod to start the new one.
+        patch_meta["ownerReferences"] = meta.get("ownerReferences") or []
         patch = {"metadata": patch_meta, "data": data or {}}
         try:
             await self._untyped.patch_namespaced_secret(

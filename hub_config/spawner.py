@@ -278,6 +278,12 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
         return result.expires_at
 
     async def stop(self, now: bool = False) -> None:
+        if getattr(self, "_start_pending", False) and not getattr(self, "_stop_pending", False):
+            # KubeSpawner itself stops while starting: its pod create timed out but the pod was
+            # made, or an old pod had the name (409). It kills that pod and creates the new one,
+            # which must still find the Secret we wrote for this start.
+            await super().stop(now=now)
+            return
         rotator: Rotator | None = self.datalake_rotator
         if rotator is not None:
             rotator.untrack(self._rucio_key())

@@ -189,6 +189,42 @@ def test_exchange_refused_server_starts_with_a_warning(info: dict[str, Any]) -> 
         stop(hub, "carol")
 
 
+def test_server_keeps_rucio_when_kubespawner_replaces_a_stale_pod(hub: HubHandle, info: dict[str, Any]) -> None:
+    """A pod left with the server's name (409 at create) is killed and replaced by KubeSpawner
+    while it starts; the new server must still get the Secret written for this start, owned by it."""
+    namespace = info["controlplane"]["namespace"]
+    stale = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "jupyter-carol", "namespace": namespace},
+        "spec": {
+            "containers": [{"name": "notebook", "image": "datalake-base"}],
+            "nodeSelector": {"datalake.test/no-such-node": "true"},  # stays Pending
+            "terminationGracePeriodSeconds": 0,
+        },
+    }
+    manifest = Path(info["_state"] if "_state" in info else state_dir()) / "stale-carol-pod.json"
+    manifest.write_text(json.dumps(stale))
+    kubectl(info["controlplane"]["kubeconfig"], "apply", "-f", str(manifest))
+    login(hub, info, "carol", "carol-password")
+    try:
+        assert spawn(hub, "carol", {"profile": "base"}).status_code in (201, 202)
+        assert "Found existing pod jupyter-carol, attempting to kill" in hub_log_text(hub)
+        (pod,) = user_pods(info, "carol")
+        deadline = time.monotonic() + 30
+        while True:
+            secret = get_json(info, "secret", "-n", namespace, "jupyter-carol-rucio")
+            owners = [o["uid"] for o in secret["metadata"].get("ownerReferences") or []]
+            if owners == [pod["metadata"]["uid"]]:
+                break
+            assert time.monotonic() < deadline, f"Secret owners {owners}, not the new pod"
+            time.sleep(1)
+        assert re.search(r"^account\s*:\s*carol$", whoami(info, pod), re.MULTILINE)
+    finally:
+        stop(hub, "carol")
+        wait_no_pods(info, "carol")
+
+
 def _local_instance(info: dict[str, Any]) -> dict[str, Any]:
     rucio = info["rucio_server"]
     return {
