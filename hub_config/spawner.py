@@ -384,6 +384,8 @@ def apply_spawner(
     k.container_security_context = container_sc
     k.start_timeout = sp.start_timeout_seconds
     k.http_timeout = sp.http_timeout_seconds
+    k.k8s_api_request_timeout = sp.api_request_timeout_seconds
+    k.k8s_api_request_retry_timeout = sp.api_retry_timeout_seconds
     k.default_url = sp.default_url
     if sp.node_selector:
         k.node_selector = dict(sp.node_selector)

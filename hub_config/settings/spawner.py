@@ -40,6 +40,21 @@ class SpawnerSettings(Strict):
     default_url: NonEmptyStr = Field("/lab", description="Where users land.")
     start_timeout_seconds: int = Field(600, ge=30, description="Time a server may take to start (image pulls).")
     http_timeout_seconds: int = Field(120, ge=10, description="Time a started server may take to answer.")
+    api_request_timeout_seconds: int = Field(
+        10,
+        ge=1,
+        le=120,
+        description=(
+            "Timeout of each Kubernetes API call KubeSpawner makes (its default, 3, makes a lagging API server "
+            "create pods twice: the retry meets the first pod, kills it and starts over)."
+        ),
+    )
+    api_retry_timeout_seconds: int = Field(
+        90,
+        ge=10,
+        le=900,
+        description="Time KubeSpawner keeps retrying a Kubernetes API call before the spawn fails (its default: 30).",
+    )
     node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels every server needs.")
     extra_labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on notebook pods.")
     gpu: GPUSettings = Field(default_factory=lambda: GPUSettings(), description="GPU scheduling.")

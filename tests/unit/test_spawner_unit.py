@@ -89,6 +89,8 @@ async def test_every_spawner_shares_the_hubs_single_services(reference_settings:
         assert spawner.datalake_rucio is rucio
         assert spawner.datalake_profiles is source, "one profile set per hub, not a copy per server"
         assert spawner._settings() is reference_settings
+        # KubeSpawner's 3 s / 30 s make a lagging API server create pods twice, then fail the spawn.
+        assert (spawner.k8s_api_request_timeout, spawner.k8s_api_request_retry_timeout) == (10, 90)
 
 
 async def test_spawn_form_is_shared_by_group_set_and_follows_edits(
