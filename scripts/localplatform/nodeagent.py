@@ -370,8 +370,13 @@ class Agent:
                 run.stopping = True
                 self._spawn_task(self.stop_pod(run, pod))
         now = time.monotonic()
+        # kwok hands a deleted pod's IP to the next pod at once; a kubelet never does. A new pod on
+        # an IP whose old process is still being stopped waits, or the old server would answer it.
+        busy_ips = {r.pod.get("status", {}).get("podIP") for r in self.runs.values()}
         for uid, pod in pods.items():
             if uid in self.runs or uid in self.starting or not self.wanted(pod):
+                continue
+            if pod["status"]["podIP"] in busy_ips:
                 continue
             if self.failed_until.get(uid, 0.0) > now:
                 continue

@@ -193,6 +193,7 @@ def test_hostile_username_gets_valid_distinct_names_and_a_contained_home(hub: Hu
         assert ".." not in home["subPath"]
     finally:
         stop(hub, name)
+        wait_no_pods(info, name)
 
 
 def test_home_directory_persists_between_servers(hub: HubHandle, info: dict[str, Any]) -> None:

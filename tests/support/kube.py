@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from localplatform.controlplane import kubectl
@@ -26,10 +27,32 @@ def user_pods(info: dict[str, Any], username: str | None = None) -> list[dict[st
 
 
 def wait_no_pods(info: dict[str, Any], username: str, timeout: float = 60) -> None:
-    """Wait until ``username`` has no notebook pod left."""
+    """Wait until ``username`` has no notebook pod left, and no process of one on the node agent.
+
+    The node agent kills a deleted pod's processes after the API object is gone (a kubelet does
+    it before), and kwok hands the IP to the next pod at once: until they are gone, the old server
+    would answer whatever the hub next routes to that IP.
+    """
+    # The hub may have seen the pod go already: name it as KubeSpawner does (`jupyter-<name>`).
+    names = {p["metadata"]["name"] for p in user_pods(info, username)} | {f"jupyter-{username}"}
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not user_pods(info, username):
-            return
+    while user_pods(info, username):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"pod of {username} still present after {timeout}s")
         time.sleep(0.5)
-    raise AssertionError(f"pod of {username} still present after {timeout}s")
+    pods_dir = Path(info.get("nodeagent", {}).get("pods_dir", "/nonexistent"))
+    while names & _agent_pod_names(pods_dir):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"processes of {sorted(names)} still running after {timeout}s")
+        time.sleep(0.5)
+
+
+def _agent_pod_names(pods_dir: Path) -> set[str]:
+    """Names of the pods whose processes the node agent still runs (or is stopping)."""
+    found: set[str] = set()
+    for meta in pods_dir.glob("*/meta.json"):
+        try:
+            found.add(json.loads(meta.read_text())["name"])
+        except (OSError, ValueError, KeyError):
+            continue  # removed while we read it
+    return found
