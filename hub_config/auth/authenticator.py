@@ -29,7 +29,7 @@ from traitlets import Any as AnyTrait
 from traitlets import Integer, List, Unicode
 
 from ..settings.iam import GroupsClaim
-from ..tls import request_tls_options, uses_curl
+from ..tls import request_tls_options
 from .groups import groups_from_claims
 from .usernames import normalise_username
 
@@ -82,7 +82,7 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
         deep-copied, and the pycurl client of the z2jh image accepts only the path.
         """
         ca_certs = self.http_request_kwargs.get("ca_certs")
-        if ca_certs and "ssl_options" not in kwargs and "ca_certs" not in kwargs and not uses_curl():
+        if ca_certs and "ssl_options" not in kwargs and "ca_certs" not in kwargs:
             kwargs.update(request_tls_options(ca_certs))
         return await super().httpfetch(url, *args, **kwargs)
 

@@ -22,7 +22,7 @@ from urllib.parse import quote, urlencode
 
 from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 
-from ..tls import client_context, idp_client, request_tls_options
+from ..tls import idp_client, request_tls_options
 from .errors import IdPUnavailable, TokenExchangeRefused, redact
 from .jws import jwt_expiry
 
@@ -31,7 +31,6 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "TOKEN_EXCHANGE_GRANT",
     "TokenSet",
-    "client_context",
     "exchange_token",
     "jwt_expiry",
     "refresh_tokens",
