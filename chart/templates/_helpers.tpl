@@ -15,13 +15,16 @@
 
 {{- /* The PersistentVolume of static NFS homes: cluster-scoped, so namespaced by name. */}}
 {{- define "datalake-hub.home-pv.fullname" -}}
-{{- printf "%s-%s" .Release.Namespace .Values.datalake.storage.home.claim_name | trunc 63 | trimSuffix "-" }}
+{{- $home := include "datalake-hub.home" . | fromYaml }}
+{{- printf "%s-%s" .Release.Namespace $home.claim_name | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
 {{- /* Home storage settings with the model's defaults (the settings file only holds what is set). */}}
 {{- define "datalake-hub.home" -}}
 {{- $storage := get .Values.datalake "storage" | default dict }}
-{{- $home := merge (deepCopy (get $storage "home" | default dict)) (dict "type" "dynamic" "claim_name" "datalake-home") }}
+{{- $home := deepCopy (get $storage "home" | default dict) }}
+{{- $_ := set $home "type" (get $home "type" | default "dynamic") }}
+{{- $_ := set $home "claim_name" (get $home "claim_name" | default "datalake-home") }}
 {{- toYaml $home }}
 {{- end }}
 
