@@ -22,17 +22,23 @@ from .hooks.rucio import RucioProvisioner
 from .logs import route_to_hub_log
 from .profiles.source import ProfileSource
 from .settings.model import Settings
+from .settings_watch import SettingsWatch
 from .spawner import apply_spawner
 
-__all__ = ["DEFAULT_SETTINGS_PATH", "apply", "apply_from_file", "load"]
+__all__ = ["DEFAULT_SETTINGS_PATH", "apply", "apply_from_file", "load", "settings_path"]
 
-DEFAULT_SETTINGS_PATH = "/etc/datalake/settings.yaml"
+DEFAULT_SETTINGS_PATH = "/etc/datalake/settings/settings.yaml"
 log = logging.getLogger("hub_config")
 
 
+def settings_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """``path``, else ``$DATALAKE_SETTINGS``, else the chart's mount point."""
+    return Path(path or os.environ.get("DATALAKE_SETTINGS", DEFAULT_SETTINGS_PATH))
+
+
 def load(path: str | os.PathLike[str] | None = None) -> Settings:
-    """Settings from ``path``, ``$DATALAKE_SETTINGS`` or the chart's mount point."""
-    return Settings.from_file(Path(path or os.environ.get("DATALAKE_SETTINGS", DEFAULT_SETTINGS_PATH)))
+    """Settings from :func:`settings_path`."""
+    return Settings.from_file(settings_path(path))
 
 
 def apply(c: Any, settings: Settings, *, hub_url: str | None = None) -> ProfileSource:
@@ -80,9 +86,15 @@ def apply(c: Any, settings: Settings, *, hub_url: str | None = None) -> ProfileS
 
 
 def apply_from_file(c: Any, path: str | os.PathLike[str] | None = None) -> ProfileSource:
-    """`apply(c, load(path))`, turning configuration errors into a clear exit at hub start."""
+    """`apply(c, load(path))` in the hub: configuration errors become a clear exit at start, and a
+    later change of the settings file restarts the hub (settings_watch.py)."""
+    where = settings_path(path)
+    watch = SettingsWatch(where)  # fingerprint taken before the file is read
     try:
-        return apply(c, load(path))
+        settings = load(where)
+        profiles = apply(c, settings)
+        watch.start(settings.settings_check_seconds)
+        return profiles
     except ConfigError as err:
         _die(f"datalake-hub configuration is invalid ({len(err.problems)} problem(s)):\n{err}")
     except (DiscoveryError, AuthConfigError) as err:

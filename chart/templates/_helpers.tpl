@@ -1,12 +1,31 @@
 {{- /*
-  Names. z2jh 4.4.0 copies hub.extraVolumes into the hub Deployment without `tpl`, so the objects the
-  hub mounts have fixed names (like z2jh's own `hub`, `proxy-public`): one release per namespace.
+  Names. Every z2jh object we refer to (the hub's ServiceAccount, the hub and proxy-public Services)
+  is named by z2jh's own helpers, so `jupyterhub.fullnameOverride` / `nameOverride` work in every
+  combination z2jh supports. Our own objects carry the same prefix as z2jh's (none by default, the
+  release name with `fullnameOverride: null`), so two releases in one namespace do not collide.
 */}}
-{{- define "datalake-hub.settings.fullname" -}}datalake-hub-settings{{- end }}
-{{- define "datalake-hub.profiles.fullname" -}}datalake-hub-profiles{{- end }}
-{{- define "datalake-hub.package.fullname" -}}datalake-hub-package{{- end }}
-{{- define "datalake-hub.hub-secrets.fullname" -}}datalake-hub-user-secrets{{- end }}
-{{- define "datalake-hub.test.fullname" -}}datalake-hub-test-hub-api{{- end }}
+{{- define "datalake-hub.z2jh" -}}
+{{- /* (list "<z2jh name template without the jupyterhub. prefix>" $) -> z2jh's name for it */}}
+{{- $what := index . 0 }}
+{{- $root := index . 1 }}
+{{- if $root.Chart.Dependencies }}
+{{- /* z2jh's helpers read .Values as the subchart's and .Chart.Name as "jupyterhub" */}}
+{{- include (printf "jupyterhub.%s" $what) (dict "Values" $root.Values.jupyterhub "Release" $root.Release "Chart" (dict "Name" "jupyterhub")) }}
+{{- else }}
+{{- /* rendered without the subchart (the chart tests that CI can always run): z2jh's defaults */}}
+{{- get (dict "fullname.dash" "" "hub.fullname" "hub" "hub-serviceaccount.fullname" "hub" "proxy-public.fullname" "proxy-public") $what }}
+{{- end }}
+{{- end }}
+
+{{- define "datalake-hub.prefix" -}}{{ include "datalake-hub.z2jh" (list "fullname.dash" .) }}{{- end }}
+{{- define "datalake-hub.settings.fullname" -}}{{ include "datalake-hub.prefix" . }}datalake-hub-settings{{- end }}
+{{- define "datalake-hub.profiles.fullname" -}}{{ include "datalake-hub.prefix" . }}datalake-hub-profiles{{- end }}
+{{- define "datalake-hub.package.fullname" -}}{{ include "datalake-hub.prefix" . }}datalake-hub-package{{- end }}
+{{- define "datalake-hub.hub-secrets.fullname" -}}{{ include "datalake-hub.prefix" . }}datalake-hub-user-secrets{{- end }}
+{{- define "datalake-hub.test.fullname" -}}{{ include "datalake-hub.prefix" . }}datalake-hub-test-hub-api{{- end }}
+{{- define "datalake-hub.z2jh.hub" -}}{{ include "datalake-hub.z2jh" (list "hub.fullname" .) }}{{- end }}
+{{- define "datalake-hub.z2jh.proxy-public" -}}{{ include "datalake-hub.z2jh" (list "proxy-public.fullname" .) }}{{- end }}
+{{- define "datalake-hub.z2jh.hub-serviceaccount" -}}{{ include "datalake-hub.z2jh" (list "hub-serviceaccount.fullname" .) }}{{- end }}
 
 {{- /* The profiles ConfigMap the hub mounts: the operator's, or ours. */}}
 {{- define "datalake-hub.profiles.configMapName" -}}
@@ -28,52 +47,10 @@
 {{- toYaml $home }}
 {{- end }}
 
-{{- /*
-  z2jh's names, computed as z2jh does (jupyterhub.fullname / hub.fullname / hub-serviceaccount.fullname)
-  so our templates render without the subchart too.
-*/}}
-{{- define "datalake-hub.z2jh.fullname" -}}
-{{- $z := .Values.jupyterhub | default dict }}
-{{- if eq (typeOf (get $z "fullnameOverride")) "string" }}
-{{- get $z "fullnameOverride" }}
-{{- else }}
-{{- $name := get $z "nameOverride" | default "jupyterhub" }}
-{{- if contains $name .Release.Name }}{{ .Release.Name }}{{ else }}{{ .Release.Name }}-{{ $name }}{{ end }}
-{{- end }}
-{{- end }}
-
-{{- define "datalake-hub.z2jh.prefix" -}}
-{{- with include "datalake-hub.z2jh.fullname" . }}{{ . }}-{{ end }}
-{{- end }}
-
-{{- define "datalake-hub.z2jh.hub" -}}
-{{- include "datalake-hub.z2jh.prefix" . }}hub
-{{- end }}
-
-{{- define "datalake-hub.z2jh.proxy-public" -}}
-{{- include "datalake-hub.z2jh.prefix" . }}proxy-public
-{{- end }}
-
-{{- define "datalake-hub.z2jh.hub-serviceaccount" -}}
-{{- $sa := dig "hub" "serviceAccount" dict (.Values.jupyterhub | default dict) }}
-{{- $create := true }}
-{{- if hasKey $sa "create" }}{{ $create = $sa.create }}{{ end }}
-{{- if $create }}
-{{- get $sa "name" | default (include "datalake-hub.z2jh.hub" .) }}
-{{- else }}
-{{- get $sa "name" | default "default" }}
-{{- end }}
-{{- end }}
-
 {{- define "datalake-hub.labels" -}}
 app.kubernetes.io/name: datalake-hub
 app.kubernetes.io/instance: {{ .Release.Name | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | quote }}
-{{- end }}
-
-{{- /* sha256 of the settings file: the hub reads it only at start. */}}
-{{- define "datalake-hub.settings.checksum" -}}
-{{- toYaml .Values.datalake | sha256sum }}
 {{- end }}

@@ -52,6 +52,15 @@ class Settings(Strict):
     images: ImageSettings = Field(default_factory=lambda: ImageSettings(), description="Our image family.")
     spawner: SpawnerSettings = Field(default_factory=lambda: SpawnerSettings(), description="Server defaults.")
     announcement: Announcement | None = Field(None, description="Banner; null shows none.")
+    settings_check_seconds: float = Field(
+        10,
+        ge=1,
+        le=3600,
+        description=(
+            "How often the hub compares its mounted settings file with the one it started with; a change "
+            "the model accepts restarts the hub (servers keep running), an invalid one is logged and ignored."
+        ),
+    )
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Settings:

@@ -1,4 +1,4 @@
-"""The generated parts of chart/values.yaml follow hub_config/ and profiles/ (no helm needed)."""
+"""The generated parts of chart/values.yaml and docs/operator.md follow profiles/ and the schema (no helm needed)."""
 
 from __future__ import annotations
 
@@ -19,38 +19,10 @@ def _values() -> dict[str, Any]:
     return data
 
 
-def _volume(name: str) -> dict[str, Any]:
-    volume: dict[str, Any] = next(v for v in _values()["jupyterhub"]["hub"]["extraVolumes"] if v["name"] == name)
-    return volume
-
-
 def test_generated_regions_are_current() -> None:
     """A package file or profile image added without `make chart-files` would be missing from the hub."""
     text = VALUES.read_text()
     assert chart_files.render_values(text) == text, "chart/values.yaml is stale: run `make chart-files`"
-
-
-def test_every_package_file_is_mounted_at_its_path() -> None:
-    """`import hub_config.settings.model` works in the hub: each file's key maps back to its nested path."""
-    items = _volume("datalake-package")["configMap"]["items"]
-    wanted = chart_files.package_files(ROOT / "hub_config")
-    assert [i["path"] for i in items] == wanted
-    assert all(i["key"] == i["path"].replace("/", "--") for i in items)
-    assert "__init__.py" in wanted and "settings/__init__.py" in wanted and "py.typed" in wanted
-    assert not [p for p in wanted if "__pycache__" in p or p.endswith(".pyc")]
-
-
-def test_package_files_follow_helmignore(tmp_path: Path) -> None:
-    """Bytecode and caches next to the sources get no ConfigMap key (helm drops them too)."""
-    pkg = tmp_path / "pkg"
-    (pkg / "sub" / "__pycache__").mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "sub" / "mod.py").write_text("")
-    (pkg / "sub" / "__pycache__" / "mod.cpython-312.pyc").write_bytes(b"\0")
-    (pkg / "stray.pyc").write_bytes(b"\0")
-    assert chart_files.package_files(pkg) == ["__init__.py", "sub/mod.py"]
-    helmignore = (ROOT / "chart" / ".helmignore").read_text().split()
-    assert "__pycache__/" in helmignore and "*.pyc" in helmignore
 
 
 def test_prepuller_lists_every_shipped_profile_image() -> None:
@@ -76,14 +48,10 @@ def test_image_keys_are_unique_and_valid() -> None:
     assert images == {"datalake-base": ("r.example.org/x/datalake-base", "1.0")}
 
 
-def test_ambiguous_key_is_refused() -> None:
-    """`--` is the path separator in keys; a file name containing it would collide."""
-    try:
-        chart_files.config_key("a--b.py")
-    except ValueError as err:
-        assert "ambiguous" in str(err)
-    else:
-        raise AssertionError("a--b.py was accepted")
+def test_no_package_path_needs_an_ambiguous_key() -> None:
+    """The chart stores `a/b.py` as ConfigMap key `a--b.py`: no shipped file may contain `--` itself."""
+    shipped = [p.relative_to(ROOT / "hub_config").as_posix() for p in (ROOT / "hub_config").rglob("*") if p.is_file()]
+    assert shipped and not [p for p in shipped if "--" in p]
 
 
 def test_values_reference_is_current() -> None:

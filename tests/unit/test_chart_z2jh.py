@@ -6,12 +6,14 @@ downloaded here; skipped with that reason otherwise.
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from hub_config.apply import DEFAULT_SETTINGS_PATH
 from tests.support.helm import (
     REPO,
     by_kind_name,
@@ -42,6 +44,16 @@ def _hub(chart: Path, *values: Path, **set_json: Any) -> dict[str, Any]:
     return by_kind_name(render(chart, list(values), set_json=set_json))["Deployment", "hub"]
 
 
+def _named(objects: list[dict[str, Any]], kind: str, component: str) -> str:
+    """The name z2jh gave its ``kind`` object of ``component`` (found by label, not by name)."""
+    (name,) = [
+        o["metadata"]["name"]
+        for o in objects
+        if o["kind"] == kind and o["metadata"].get("labels", {}).get("component") == component
+    ]
+    return str(name)
+
+
 def _pod_template_without_z2jh_secret(deployment: dict[str, Any]) -> dict[str, Any]:
     """The hub pod template minus z2jh's own secret checksum (random keys when rendered offline)."""
     template: dict[str, Any] = yaml.safe_load(yaml.safe_dump(deployment["spec"]["template"]))
@@ -70,7 +82,9 @@ def test_hub_runs_the_stock_image_with_our_package(chart: Path) -> None:
     assert container["image"] == "quay.io/jupyterhub/k8s-hub:4.4.0"
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     assert mounts["datalake-package"]["mountPath"] == "/usr/local/etc/jupyterhub/hub_config"
-    assert mounts["datalake-settings"]["mountPath"] == "/etc/datalake/settings.yaml"
+    # A directory mount (no subPath, which never updates), where the hub looks for its settings file.
+    assert mounts["datalake-settings"]["mountPath"] == posixpath.dirname(DEFAULT_SETTINGS_PATH)
+    assert "subPath" not in mounts["datalake-settings"], "a subPath mount never sees settings edits"
     assert mounts["datalake-profiles"]["mountPath"] == "/etc/datalake/profiles"
     assert "subPath" not in mounts["datalake-profiles"], "a subPath mount never sees profile edits"
     assert mounts["datalake-iam-client-secret"]["mountPath"] == "/etc/datalake/secrets"
@@ -80,6 +94,15 @@ def test_hub_runs_the_stock_image_with_our_package(chart: Path) -> None:
     ]
     env = {e["name"]: e for e in container["env"]}
     assert env["JUPYTERHUB_CRYPT_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "datalake-hub-iam", "key": "crypt-key"}
+    items = volumes["datalake-package"]["configMap"]["items"]
+    package = REPO / "hub_config"
+    shipped = sorted(
+        p.relative_to(package).as_posix()
+        for p in package.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
+    assert [i["path"] for i in items] == shipped, "every package file, at its path, and nothing else"
+    assert all(i["key"] == i["path"].replace("/", "--") for i in items)
 
 
 def test_extra_config_is_one_call(chart: Path) -> None:
@@ -125,24 +148,83 @@ def test_existing_profiles_configmap_is_mounted(chart: Path) -> None:
     assert volume["configMap"]["name"] == "site-profiles"
 
 
-def test_settings_change_restarts_hub_profile_change_does_not(chart: Path) -> None:
-    """A settings edit changes the hub pod template (restart); a profile edit leaves it alone (hot reload)."""
+def test_neither_settings_nor_profile_changes_depend_on_the_pod_template(chart: Path) -> None:
+    """No checksum of ours on the hub pod: the hub restarts itself on a settings change (settings_watch.py)
+    and hot-reloads profiles, so nothing relies on the order in which Helm renders templates for that."""
     base = _pod_template_without_z2jh_secret(_hub(chart))
-    assert "checksum/datalake-settings" in base["metadata"]["annotations"]
+    assert not [k for k in base["metadata"]["annotations"] if "datalake" in k]
     extra = {"slug": "extra", "display_name": "X", "description": "Added.", "image": "datalake-base"}
-    profile = {"profileFiles.inline": {"extra.yaml": extra}}
-    assert _pod_template_without_z2jh_secret(_hub(chart, **profile)) == base
-    changed = _pod_template_without_z2jh_secret(_hub(chart, **{"datalake.site_name": "Renamed"}))
-    assert changed != base
-    assert (
-        changed["metadata"]["annotations"]["checksum/datalake-settings"]
-        != (base["metadata"]["annotations"]["checksum/datalake-settings"])
+    assert _pod_template_without_z2jh_secret(_hub(chart, **{"profileFiles.inline": {"extra.yaml": extra}})) == base
+    assert _pod_template_without_z2jh_secret(_hub(chart, **{"datalake.site_name": "Renamed"})) == base
+
+
+def test_operator_hub_entries_merge_with_the_chart_wiring(chart: Path) -> None:
+    """A site's own hub volume, mount, env and extraConfig join ours; nothing of ours is copied or lost."""
+    site = {
+        "jupyterhub.hub.extraVolumes": [{"name": "site-ca", "configMap": {"name": "site-ca"}}],
+        "jupyterhub.hub.extraVolumeMounts": [{"name": "site-ca", "mountPath": "/etc/site-ca", "readOnly": True}],
+        "jupyterhub.hub.extraEnv": {"SITE": "lake"},
+        "jupyterhub.hub.extraConfig": {"site": "c.JupyterHub.shutdown_on_logout = True"},
+    }
+    objects = render(chart, set_json=site)
+    indexed = by_kind_name(objects)
+    pod = indexed["Deployment", "hub"]["spec"]["template"]["spec"]
+    volumes = [v["name"] for v in pod["volumes"]]
+    assert {"site-ca", "datalake-package", "datalake-settings", "datalake-profiles"} <= set(volumes)
+    assert len(volumes) == len(set(volumes))
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["site-ca"] == "/etc/site-ca" and mounts["datalake-package"].endswith("/hub_config")
+    env = {e["name"] for e in pod["containers"][0]["env"]}
+    assert {"SITE", "JUPYTERHUB_CRYPT_KEY"} <= env
+    import base64
+
+    values = yaml.safe_load(base64.b64decode(indexed["Secret", "hub"]["data"]["values.yaml"]))
+    assert set(values["hub"]["extraConfig"]) == {"datalake", "site"}
+    assert validate_manifests(objects) == []
+
+
+NAMING = {
+    "default": {},
+    "release-prefixed": {"jupyterhub.fullnameOverride": None},
+    "fullname": {"jupyterhub.fullnameOverride": "lake"},
+    "name": {"jupyterhub.fullnameOverride": None, "jupyterhub.nameOverride": "jh"},
+    "own-serviceaccount": {"jupyterhub.hub.serviceAccount": {"create": True, "name": "lake-hub-sa"}},
+    "existing-serviceaccount": {"jupyterhub.hub.serviceAccount": {"create": False, "name": "site-hub"}},
+}
+
+
+@pytest.mark.parametrize("case", NAMING.values(), ids=NAMING.keys())
+def test_names_follow_z2jh_naming_options(chart: Path, case: dict[str, Any]) -> None:
+    """With any naming option z2jh supports, our RBAC, helm test and mounts find z2jh's objects and ours."""
+    objects = render(chart, set_json=case)
+    assert validate_manifests(objects) == []
+    hub_service = _named(objects, "Service", "hub")
+    configmaps = {o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"}
+    ours = [o for o in objects if o["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "datalake-hub"]
+    (binding,) = [o for o in ours if o["kind"] == "RoleBinding"]
+    hub_deployment = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == hub_service)
+    pod = hub_deployment["spec"]["template"]["spec"]
+    assert binding["subjects"][0]["name"] == pod["serviceAccountName"]
+    test_pod = next(o for o in objects if o["kind"] == "Pod")
+    assert f"http://{hub_service}:8081/hub/api/" in test_pod["spec"]["containers"][0]["command"][-1]
+    for volume in pod["volumes"]:
+        if "configMap" in volume:
+            assert volume["configMap"]["name"] in configmaps, f"{volume['name']} mounts a ConfigMap not rendered"
+    # Ours carry z2jh's prefix (none by default), so two prefixed releases share a namespace.
+    prefix = hub_service.removesuffix("hub")
+    assert all(
+        o["metadata"]["name"].startswith(f"{prefix}datalake-hub-") for o in ours if o["kind"] != "PersistentVolume"
     )
 
 
 def test_egress_and_prepuller(chart: Path) -> None:
-    """Hub and notebooks may reach IAM and Rucio over HTTPS; nodes pre-pull every profile image."""
-    objects = by_kind_name(render(chart))
+    """Hub and notebooks may reach IAM and Rucio over HTTPS; nodes pre-pull every profile image in the
+    background (continuous puller), and no install-time hook holds `helm install` for multi-GB pulls."""
+    rendered = render(chart)
+    hooks = [o for o in rendered if "helm.sh/hook" in (o["metadata"].get("annotations") or {})]
+    assert [o["metadata"]["name"] for o in hooks] == ["datalake-hub-test-hub-api"]
+    assert "hook-image-puller" not in {o["metadata"]["name"] for o in rendered}
+    objects = by_kind_name(rendered)
     for name in ("hub", "singleuser"):
         egress = objects["NetworkPolicy", name]["spec"]["egress"]
         assert {"ports": [{"port": 443, "protocol": "TCP"}]} in egress
