@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: docs-screenshots dev dev-down test lint unit integration venv platform-up platform-down schema clean images chart-files prepare bench
+.PHONY: docs-screenshots dev dev-down test lint unit integration venv platform-up platform-down schema clean images chart-files chart-deps prepare bench
 
 $(STAMP): pyproject.toml requirements/hub-image.txt
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ dev-down: platform-down
 
 chart-files: $(STAMP)
 	$(PY) scripts/chart_files.py
+
+# The z2jh chart pinned by chart/Chart.lock, into chart/charts/ (git-ignored), from its chart repository.
+HELM ?= helm
+chart-deps:
+	$(HELM) dependency build chart
 
 # Benchmarks against a plain baseline on the local platform (not part of `make test`); see benchmarks/README.md.
 bench: $(STAMP)

@@ -21,6 +21,7 @@ import yaml
 __all__ = [
     "CHART",
     "NAMESPACE",
+    "PLATFORM_VALUES",
     "RELEASE",
     "REPO",
     "Z2JH_VERSION",
@@ -34,6 +35,15 @@ __all__ = [
     "validate_manifests",
     "z2jh_chart",
 ]
+
+# What the local platform cannot provide to an install, and only that: no storage class (hub database)
+# and no load balancer (helm --wait would wait for its address forever).
+PLATFORM_VALUES: dict[str, Any] = {
+    "jupyterhub": {
+        "hub": {"db": {"type": "sqlite-memory"}},
+        "proxy": {"service": {"type": "ClusterIP"}},
+    }
+}
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "chart"
@@ -90,9 +100,7 @@ def chart_copy(dest: Path, *, with_z2jh: bool) -> Path:
     target = dest / "datalake-hub"
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(
-        CHART, target, symlinks=False, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "charts", "Chart.lock")
-    )
+    shutil.copytree(CHART, target, symlinks=False, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "charts"))
     meta_path = target / "Chart.yaml"
     meta = yaml.safe_load(meta_path.read_text())
     if with_z2jh:
@@ -104,6 +112,7 @@ def chart_copy(dest: Path, *, with_z2jh: bool) -> Path:
     else:
         meta.pop("dependencies", None)
         meta_path.write_text(yaml.safe_dump(meta, sort_keys=False))
+        (target / "Chart.lock").unlink()
     return target
 
 

@@ -67,3 +67,28 @@ def test_values_reference_covers_every_key() -> None:
     for key in ("datalake.iam.issuer", "datalake.storage.home.nfs.server", "datalake.rucio.instances[].name"):
         assert rows.get(key), key
     assert all(desc for key, desc in rows.items() if key.startswith("datalake."))
+
+
+def _helm_requirements_digest(req: list[dict[str, Any]], lock: list[dict[str, Any]]) -> str:
+    """Helm 3's Chart.lock digest: sha256 of Go's JSON of [Chart.yaml deps, locked deps]
+    (`resolver.HashReq`; field order and omitempty as in `chart.Dependency`)."""
+    import hashlib
+    import json
+
+    fields = ("name", "version", "repository", "condition", "tags", "enabled", "import-values", "alias")
+    always = {"name", "repository"}
+
+    def go(dep: dict[str, Any]) -> dict[str, Any]:
+        return {f: dep.get(f, "") for f in fields if f in always or dep.get(f)}
+
+    data = json.dumps([[go(d) for d in req], [go(d) for d in lock]], separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(data.encode()).hexdigest()
+
+
+def test_chart_lock_pins_chart_yaml() -> None:
+    """Chart.lock is committed and in step with Chart.yaml: `helm dependency build` fetches exactly it."""
+    meta = yaml.safe_load((ROOT / "chart" / "Chart.yaml").read_text())
+    lock = yaml.safe_load((ROOT / "chart" / "Chart.lock").read_text())
+    wanted = [{k: d[k] for k in ("name", "repository", "version")} for d in meta["dependencies"]]
+    assert lock["dependencies"] == wanted
+    assert lock["digest"] == _helm_requirements_digest(meta["dependencies"], lock["dependencies"])

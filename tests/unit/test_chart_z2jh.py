@@ -7,6 +7,7 @@ downloaded here; skipped with that reason otherwise.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import yaml
 from hub_config.apply import DEFAULT_SETTINGS_PATH
 from tests.support.helm import (
     REPO,
+    HelmError,
     by_kind_name,
     chart_copy,
     helm,
@@ -232,3 +234,61 @@ def test_egress_and_prepuller(chart: Path) -> None:
     images = {c["image"] for c in puller["initContainers"]}
     assert "ghcr.io/datalake-hub/datalake-hep:2026.11" in images
     assert "ghcr.io/datalake-hub/datalake-full:2026.11" in images
+
+
+@pytest.fixture
+def loopback_repo(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """z2jh's chart repository as helm sees it, on loopback: its URL resolves through a cached index
+    whose entry points at a local HTTP server holding the archive (the real repo is unreachable here)."""
+    import functools
+    import http.server
+    import shutil
+    import threading
+
+    archive = z2jh_chart()
+    assert archive is not None
+    serve = tmp_path / "serve"
+    cache = tmp_path / "cache"
+    serve.mkdir()
+    cache.mkdir()
+    shutil.copy(archive, serve / archive.name)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(serve))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        helm("repo", "index", str(serve), "--url", f"http://127.0.0.1:{server.server_address[1]}/")
+        shutil.copy(serve / "index.yaml", cache / "jupyterhub-index.yaml")
+        meta = yaml.safe_load((REPO / "chart" / "Chart.yaml").read_text())
+        repos = {
+            "apiVersion": "",
+            "repositories": [{"name": "jupyterhub", "url": meta["dependencies"][0]["repository"]}],
+        }
+        (tmp_path / "repositories.yaml").write_text(yaml.safe_dump(repos))
+        yield {
+            "HELM_REPOSITORY_CONFIG": str(tmp_path / "repositories.yaml"),
+            "HELM_REPOSITORY_CACHE": str(cache),
+            "archive": str(archive),
+        }
+    finally:
+        server.shutdown()
+
+
+def test_chart_lock_is_what_helm_dependency_build_fetches(tmp_path: Path, loopback_repo: dict[str, str]) -> None:
+    """`make chart-deps` (helm dependency build) accepts the committed Chart.lock and fetches z2jh 4.4.0;
+    a lock out of step with Chart.yaml is refused, so the check is real."""
+    import hashlib
+
+    env = {k: v for k, v in loopback_repo.items() if k.startswith("HELM_")}
+    chart = chart_copy(tmp_path / "build", with_z2jh=True)
+    for path in (chart / "charts").iterdir():
+        path.unlink()
+    helm("dependency", "build", "--skip-refresh", str(chart), env=env)
+    fetched = chart / "charts" / "jupyterhub-4.4.0.tgz"
+    digest = hashlib.sha256(fetched.read_bytes()).hexdigest()
+    assert digest == hashlib.sha256(Path(loopback_repo["archive"]).read_bytes()).hexdigest()
+
+    lock = chart / "Chart.lock"
+    lock.write_text(lock.read_text().replace("digest: sha256:", "digest: sha256:0"))
+    with pytest.raises(HelmError, match="out of sync"):
+        helm("dependency", "build", "--skip-refresh", str(chart), env=env)
