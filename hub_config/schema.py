@@ -48,6 +48,8 @@ CHART_VALUES_KEYS: dict[str, dict[str, Any]] = {
         "type": "object",
         "description": "Existing Secrets the hub reads (never created from values).",
         "additionalProperties": False,
+        # `null` removes a key in Helm; the chart needs both (a null *name* is how one is left out).
+        "required": ["iamClientSecret", "authStateKey"],
         "properties": {
             "iamClientSecret": {
                 "type": "object",
@@ -98,7 +100,8 @@ def chart_values_schema() -> dict[str, Any]:
         "Do not edit by hand.",
         "type": "object",
         "additionalProperties": False,
-        "required": ["datalake"],
+        # Helm deletes a key set to null: refuse that here, naming the key, rather than fail in a template.
+        "required": ["datalake", "jupyterhub", "profileFiles", "secrets"],
         "properties": {
             "datalake": {"$ref": "#/$defs/Settings", "description": "datalake-hub settings."},
             **CHART_VALUES_KEYS,

@@ -172,6 +172,9 @@ def test_helm_test_pod_asks_the_hub_api(chart: Path) -> None:
         ({"datalake.spawner": {"uid": 0}}, "uid"),
         ({"profileFiles.inline": {"Bad.yaml": {}}}, "Bad.yaml"),
         ({"secrets.iamClientSecret.nmae": "x"}, "nmae"),
+        ({"secrets": None}, "missing property 'secrets'"),
+        ({"secrets.authStateKey": None}, "missing property 'authStateKey'"),
+        ({"profileFiles": None}, "missing property 'profileFiles'"),
     ],
 )
 def test_bad_values_are_rejected_naming_the_key(chart: Path, set_json: dict[str, Any], needle: str) -> None:

@@ -29,8 +29,10 @@ def _validator() -> jsonschema.protocols.Validator:
 
 
 def _reference() -> dict[str, Any]:
-    block = yaml.safe_load((ROOT / "tests/data/settings/reference.yaml").read_text())
-    return {"datalake": block, "jupyterhub": {"hub": {}}}
+    """The reference settings over the chart's defaults: what helm validates for a site file."""
+    values: dict[str, Any] = yaml.safe_load((ROOT / "chart" / "values.yaml").read_text())
+    values["datalake"] = yaml.safe_load((ROOT / "tests/data/settings/reference.yaml").read_text())
+    return values
 
 
 def test_reference_values_are_valid() -> None:
