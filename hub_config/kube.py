@@ -4,7 +4,7 @@ Everything else in the package builds plain dicts (see :mod:`hub_config.rucio.se
 module talks to the API server, through ``kubernetes_asyncio`` — the client KubeSpawner already
 uses, so the hub passes KubeSpawner's shared ``ApiClient`` and no global kubeconfig is loaded here.
 API errors are converted where they enter into :class:`KubeError`, which names the object and the
-status but never the Secret's data (the API server's message is scrubbed of it too).
+status but never the Secret's data (the API server's message goes through :func:`redact`).
 """
 
 from __future__ import annotations
@@ -14,19 +14,19 @@ import binascii
 import contextlib
 import json
 import logging
-from collections.abc import Iterable
 from typing import Any, NoReturn
 
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, CoreV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from .redact import redact
+
 __all__ = ["KubeError", "SecretStore"]
 
 log = logging.getLogger("hub_config.kube")
 
 _MERGE_PATCH = "application/merge-patch+json"
-_MAX_MESSAGE = 300
 
 
 class KubeError(Exception):
@@ -49,19 +49,6 @@ class KubeError(Exception):
 
     def __reduce__(self) -> tuple[type[KubeError], tuple[str, str, str, str, int | None, str]]:
         return (type(self), (self.action, self.kind, self.namespace, self.name, self.status, self.reason))
-
-
-_MIN_SCRUBBED = 12
-"""Shorter values are not searched for: they would garble the message (a value ``secret`` would
-blank out the word "secrets" in RBAC errors), and what the hub stores — tokens, config files — is long."""
-
-
-def _scrub(text: str, secrets: Iterable[str]) -> str:
-    for s in secrets:
-        if len(s) >= _MIN_SCRUBBED:
-            text = text.replace(s, "[redacted]")
-    text = "".join(c if c.isprintable() else " " for c in text)
-    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
 
 
 def _secret_values(data: dict[str, str] | None) -> list[str]:
@@ -108,11 +95,11 @@ class SecretStore:
     ) -> NoReturn:
         secrets = _secret_values(data)
         if isinstance(err, ApiException):
-            raise KubeError(action, "Secret", namespace, name, err.status, _scrub(_api_reason(err), secrets)) from None
+            raise KubeError(action, "Secret", namespace, name, err.status, redact(_api_reason(err), secrets)) from None
         if isinstance(err, TimeoutError):
             reason = f"no answer within {self._timeout:g}s"
         else:
-            reason = f"cannot reach the API server ({type(err).__name__}: {_scrub(str(err), secrets)})"
+            reason = f"cannot reach the API server ({type(err).__name__}: {redact(err, secrets)})"
         raise KubeError(action, "Secret", namespace, name, None, reason) from None
 
     async def apply(self, secret: dict[str, Any]) -> None:

@@ -1,0 +1,68 @@
+"""The one redaction helper: text from the IdP, Rucio or the API server, made safe to log or show.
+
+Such text can echo what the hub sent or received: a refresh token in an IdP error body, a Secret's
+value in an API server message, a token in a Rucio traceback. Every log and error path that may
+carry foreign text passes it through :func:`redact` first, so a secret never reaches the hub log,
+an event, a page or an exception, whichever way it is encoded.
+
+What is removed:
+
+* each known secret, verbatim and in the forms it travels in (base64 as in Secrets, URL-encoded as
+  in form bodies), and any 16-character piece of it (a truncated echo still leaks a usable prefix);
+* anything shaped like a JWT (three base64url segments, the first a JSON header): tokens the
+  caller did not know about, such as a freshly issued one in an error reply;
+* non-printable characters (terminal escapes, newlines that would forge log lines);
+
+and the result is cut to ``limit`` characters, so a megabyte body never floods the log.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import urllib.parse
+from collections.abc import Iterable
+
+__all__ = ["MASK", "redact"]
+
+MASK = "[redacted]"
+_MIN_SECRET = 12
+"""Shorter values are not searched for: they would garble the message (a value ``secret`` would
+blank out "secrets" in RBAC errors), and what the hub guards — tokens, keys, config files — is long."""
+_FRAGMENT = 16
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_DEFAULT_LIMIT = 300
+_MAX_INPUT = 1 << 20
+
+
+def _forms(secret: str) -> set[str]:
+    raw = secret.encode()
+    return {
+        secret,
+        base64.b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote_plus(secret),
+    }
+
+
+def _fragments(secret: str) -> Iterable[str]:
+    """Overlapping pieces of ``secret``, so a truncated or re-wrapped echo is caught too."""
+    if len(secret) <= _FRAGMENT * 2:
+        return ()
+    return (secret[i : i + _FRAGMENT] for i in range(0, len(secret) - _FRAGMENT + 1, _FRAGMENT // 2))
+
+
+def redact(text: object, secrets: Iterable[str] = (), *, limit: int = _DEFAULT_LIMIT) -> str:
+    """``text`` with ``secrets`` (and JWT-shaped strings) masked, printable, at most ``limit`` chars."""
+    out = str(text)[:_MAX_INPUT]
+    needles: set[str] = set()
+    for secret in secrets:
+        if secret and len(secret) >= _MIN_SECRET:
+            needles |= _forms(secret)
+            needles.update(_fragments(secret))
+    for needle in sorted(needles, key=len, reverse=True):
+        out = out.replace(needle, MASK)
+    out = _JWT.sub(MASK, out)
+    out = "".join(c if c.isprintable() else " " for c in out)
+    return out if len(out) <= limit else out[: limit - 1] + "…"
