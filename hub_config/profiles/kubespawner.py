@@ -24,10 +24,12 @@ if TYPE_CHECKING:
 __all__ = [
     "ANNOTATION_PREFIX",
     "CHOICE_KINDS",
+    "RENAMED_OPTION_KEYS",
     "ChoiceError",
     "ChoiceKind",
     "describe_profile",
     "image_ref",
+    "normalize_user_options",
     "profile_list_for",
     "resolve_overrides",
     "to_profile_entry",
@@ -124,9 +126,7 @@ class ChoiceKind:
     """
 
     field: str
-    """The `Choices` attribute."""
-    option: str
-    """The option key in `profile_options` (and in spawn requests)."""
+    """The `Choices` attribute, and the option's key in `profile_options` and spawn requests."""
     title: str
     label: Callable[[Any], str]
     """Menu label of one value."""
@@ -163,7 +163,6 @@ def _memory_guarantee(choice: Any, m: str) -> str | int:
 CHOICE_KINDS: tuple[ChoiceKind, ...] = (
     ChoiceKind(
         field="cores",
-        option="cores",
         title="CPU cores",
         key=_num,
         label=lambda c: _plural(c, "core"),
@@ -171,28 +170,24 @@ CHOICE_KINDS: tuple[ChoiceKind, ...] = (
     ),
     ChoiceKind(
         field="memory",
-        option="memory",
         title="Memory",
         label=lambda m: f"{m[:-1]} {m[-1]}B",
         override=lambda ch, m, _t: {"mem_guarantee": _memory_guarantee(ch, m), "mem_limit": m},
     ),
     ChoiceKind(
         field="gpus",
-        option="gpus",
         title="GPUs",
         label=lambda n: "No GPU" if n == 0 else _plural(n, "GPU"),
         override=lambda _ch, n, t: _gpu_override(n, t.profile, t.settings) if n else {},
     ),
     ChoiceKind(
         field="runtime_hours",
-        option="runtime",
         title="Maximum runtime (the server is stopped after it)",
         label=lambda h: _plural(h, "hour"),
         override=lambda _ch, h, _t: {"extra_annotations": {RUNTIME_KEY: str(h)}},
     ),
     ChoiceKind(
         field="image_tag",
-        option="image",
         title="Image tag",
         label=str,
         override=lambda _ch, tag, t: {"image": f"{t.image_base}:{tag}"},
@@ -263,7 +258,7 @@ def to_profile_entry(profile: Profile, settings: Settings) -> dict[str, Any]:
     for kind in CHOICE_KINDS:
         choice = getattr(profile.choices, kind.field)
         if choice is not None:
-            options[kind.option] = _profile_option(kind, choice, target)
+            options[kind.field] = _profile_option(kind, choice, target)
     entry: dict[str, Any] = {
         "slug": profile.slug,
         "display_name": profile.display_name,
@@ -308,11 +303,38 @@ def _recursive_update(target: dict[str, Any], new: Mapping[str, Any]) -> None:
             target[key] = copy.deepcopy(value)
 
 
-def resolve_overrides(entries: list[dict[str, Any]], user_options: Mapping[str, str]) -> dict[str, Any]:
+RENAMED_OPTION_KEYS: dict[str, str] = {
+    "runtime": "runtime_hours",
+    "image": "image_tag",
+    "image--unlisted-choice": "image_tag--unlisted-choice",
+}
+"""Spawn option keys before they were named after the profile fields (old → new).
+
+Accepted in REST spawn requests for one release (deprecated in 2026.12, removed in the next one);
+the spawn form posts the new keys already.
+"""
+
+
+def normalize_user_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with the old option keys (`RENAMED_OPTION_KEYS`) renamed; a new key wins over its old one.
+
+    KubeSpawner looks choices up by the option key itself, so the spawner must hand it the
+    normalised options, and `resolve_overrides` normalises too so validation and `preview` agree.
+    """
+    result = {k: v for k, v in options.items() if k not in RENAMED_OPTION_KEYS}
+    for old, new in RENAMED_OPTION_KEYS.items():
+        if old in options and new not in options:
+            result[new] = options[old]
+    return result
+
+
+def resolve_overrides(entries: list[dict[str, Any]], user_options: Mapping[str, Any]) -> dict[str, Any]:
     """What KubeSpawner would set for ``user_options`` (`{"profile": slug, "cores": "4", ...}`).
 
-    Raises :class:`ChoiceError` for a profile or choice this user is not offered.
+    Old option keys are accepted (see `normalize_user_options`). Raises :class:`ChoiceError` for a
+    profile or choice this user is not offered.
     """
+    user_options = normalize_user_options(user_options)
     slug = user_options.get("profile")
     if slug:
         entry = next((e for e in entries if e["slug"] == slug), None)

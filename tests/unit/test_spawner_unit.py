@@ -150,7 +150,16 @@ async def test_refusals_happen_before_kubespawner(
     [
         (["escape"], {"profile": "hep", "cores": "8", "memory": "32G"}),
         (["escape", "escape/gpu"], {"profile": "gpu", "gpus": "2"}),
-        (["escape"], {"profile": "full", "image--unlisted-choice": "2025.06"}),
+        (["escape"], {"profile": "full", "image_tag--unlisted-choice": "2025.06"}),
+        pytest.param(
+            ["escape"],
+            {"profile": "full", "image--unlisted-choice": "2025.06"},
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="old option keys reach KubeSpawner only once DatalakeSpawner._load_user_options sets "
+                "self.user_options = normalize_user_options(...) (pending in hub_config/spawner.py)",
+            ),
+        ),
     ],
 )
 async def test_preview_pod_matches_kubespawners_manifest(
