@@ -3,7 +3,7 @@
 from .iam import ClientSecretSource, GroupsClaim, IAMEndpoints, IAMSettings
 from .model import Announcement, ProfilesSettings, Settings, problems_from_validation
 from .rucio import RucioExtension, RucioInstance, RucioSettings, TokenExchange
-from .spawner import GPUSettings, ImageSettings, SpawnerSettings, Toleration
+from .spawner import GPUSettings, ImageSettings, SpawnerSettings, Toleration, startup_script_env
 from .storage import CVMFSMount, EOSMount, HomeStorage, NFSShare, ScratchSpace, SharedVolume, StorageSettings
 
 __all__ = [
@@ -30,4 +30,5 @@ __all__ = [
     "TokenExchange",
     "Toleration",
     "problems_from_validation",
+    "startup_script_env",
 ]
