@@ -33,11 +33,15 @@ from ..tls import request_tls_options
 from .groups import groups_from_claims
 from .usernames import normalise_username
 
-__all__ = ["DatalakeOAuthenticator", "IdPUnavailableError", "jwt_claims"]
+__all__ = ["DatalakeOAuthenticator", "SignInUnavailable", "jwt_claims"]
 
 
-class IdPUnavailableError(web.HTTPError):
-    """The identity provider did not answer; shown to users as a 503 page."""
+class SignInUnavailable(web.HTTPError):
+    """Sign-in (or a refresh) could not reach the identity provider; shown to users as a 503 page.
+
+    Not :class:`hub_config.rucio.IdPUnavailable`, the token-exchange error of the Rucio side: this
+    one is what a user sees in the browser, that one a reason logged and shown as a spawn event.
+    """
 
     def __init__(self, service: str) -> None:
         super().__init__(503)
@@ -106,7 +110,7 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
         except (HTTPClientError, OSError) as err:
             if _is_unavailable(err):
                 self.log.warning("Token endpoint unreachable (%s)", type(err).__name__)
-                raise IdPUnavailableError(self.login_service) from None
+                raise SignInUnavailable(self.login_service) from None
             raise
         return info
 
@@ -116,7 +120,7 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
         except (HTTPClientError, OSError) as err:
             if _is_unavailable(err):
                 self.log.warning("Userinfo endpoint unreachable (%s)", type(err).__name__)
-                raise IdPUnavailableError(self.login_service) from None
+                raise SignInUnavailable(self.login_service) from None
             raise
         return user
 
@@ -184,7 +188,7 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
         params = self.build_refresh_token_request_params(refresh_token)
         try:
             token_info = await self.get_token_info(handler, params)
-        except IdPUnavailableError:
+        except SignInUnavailable:
             self.log.warning("IdP unreachable while refreshing %s; keeping the current session", user.name)
             return True
         except HTTPClientError as err:
@@ -194,7 +198,7 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
             token_info["refresh_token"] = refresh_token
         try:
             model: dict[str, Any] = await self._token_to_auth_model(token_info)
-        except IdPUnavailableError:
+        except SignInUnavailable:
             return True
         except HTTPClientError as err:
             self.log.info("Fresh token for %s not accepted (HTTP %s); a new login is needed", user.name, err.code)
