@@ -15,8 +15,6 @@ OAuthenticator 17.4 gives us the OAuth dance; we add what production needs:
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import time
 from typing import Any
 
@@ -28,12 +26,13 @@ from tornado.httpclient import HTTPClientError
 from traitlets import Any as AnyTrait
 from traitlets import Integer, List, Unicode
 
+from ..jwt import jwt_claims
 from ..settings.iam import GroupsClaim
 from ..tls import request_tls_options
 from .groups import groups_from_claims
 from .usernames import normalise_username
 
-__all__ = ["DatalakeOAuthenticator", "SignInUnavailable", "jwt_claims"]
+__all__ = ["DatalakeOAuthenticator", "SignInUnavailable"]
 
 
 class SignInUnavailable(web.HTTPError):
@@ -49,18 +48,6 @@ class SignInUnavailable(web.HTTPError):
             f"{service} (the identity provider) is unavailable right now. "
             "Nothing is wrong with your account: please try again in a few minutes."
         )
-
-
-def jwt_claims(token: str | None) -> dict[str, Any]:
-    """Claims of a JWT without verifying it (the hub is not its audience; it came over TLS from the IdP)."""
-    if not token or token.count(".") != 2:
-        return {}
-    try:
-        payload = token.split(".")[1]
-        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (ValueError, TypeError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _is_unavailable(err: Exception) -> bool:
@@ -97,7 +84,7 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
     def groups_of(self, auth_state: dict[str, Any]) -> list[str]:
         """Group names of a user from their auth state (the claims the IdP returned)."""
         spec: GroupsClaim = self.datalake_groups or GroupsClaim()
-        claims = dict(jwt_claims(auth_state.get("access_token")))
+        claims = dict(jwt_claims(auth_state.get("access_token")) or {})
         claims.update(auth_state.get(self.user_auth_state_key) or {})
         return groups_from_claims(claims, spec)
 
@@ -177,7 +164,7 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
         auth_state = await user.get_auth_state()
         if not auth_state:
             return False
-        exp = jwt_claims(auth_state.get("access_token")).get("exp")
+        exp = (jwt_claims(auth_state.get("access_token")) or {}).get("exp")
         now = time.time()
         if isinstance(exp, int | float) and exp - now > self.refresh_margin_seconds:
             return True
