@@ -149,6 +149,10 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
     async def refresh_user(self, user: Any, handler: Any = None, **kwargs: Any) -> bool | dict[str, Any]:
         """Refresh near expiry; one refresh per user at a time (page requests and the Rucio rotator).
 
+        This is the hub's only token refresh: JupyterHub calls it on requests (``auth_refresh_age``)
+        and before each spawn (``refresh_pre_spawn``), the Rucio rotator through the spawner; the
+        refresh request itself is OAuthenticator's (``build_refresh_token_request_params``).
+
         IdPs may rotate refresh tokens and treat reuse as theft, so two concurrent refreshes with
         one token must never happen: the second waits, then finds the fresh state saved by the first.
         """
