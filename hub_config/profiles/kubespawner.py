@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from .loader import LoadedProfile
 
 __all__ = [
-    "ANNOTATION_PREFIX",
     "CHOICE_KINDS",
     "RENAMED_OPTION_KEYS",
     "ChoiceError",
