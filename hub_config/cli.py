@@ -22,8 +22,8 @@ from .errors import ConfigError, Problem
 from .profiles.kubespawner import ChoiceError, profile_list_for, resolve_overrides
 from .profiles.loader import LoadedProfile, load_profiles
 from .schema import render_chart_schema, settings_schema
-from .settings.model import Settings, problems_from_validation
-from .yamlsource import parse_yaml
+from .settings.model import Settings
+from .yamlsource import parse_yaml, problems_from_validation
 
 __all__ = ["main"]
 

@@ -1,5 +1,9 @@
 """YAML read with positions, so validation errors can say ``file:line``.
 
+This module also turns a pydantic error into located problems (`problems_from_validation`), so both
+models read from YAML — settings and profiles — report file:line the same way without importing
+each other.
+
 PyYAML's ``safe_load`` forgets where each value came from and silently keeps the last of two
 duplicate keys. We compose the node graph instead, convert it to plain Python ourselves and
 keep a map from key path to line; duplicate keys become problems rather than lost settings.
@@ -12,10 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from .errors import ConfigError, Problem, format_path
+from .modelbase import PATTERN_MEANINGS
 
-__all__ = ["Document", "parse_yaml"]
+__all__ = ["Document", "parse_yaml", "problems_from_validation"]
 
 KeyPath = tuple[str | int, ...]
 
@@ -172,3 +178,27 @@ def _construct_scalar_value(node: yaml.ScalarNode) -> Any:
         return str(node.value)
     finally:
         loader.dispose()
+
+
+def problems_from_validation(err: ValidationError, doc: Document, prefix: tuple[str | int, ...] = ()) -> list[Problem]:
+    """One :class:`Problem` per pydantic error, located in ``doc`` with the error's key path."""
+    problems: list[Problem] = []
+    for e in err.errors(include_url=False):
+        loc = (*prefix, *(p for p in e["loc"] if isinstance(p, str | int)))
+        problems.append(doc.problem(loc, _message(e)))
+    return problems
+
+
+def _message(e: Any) -> str:
+    """An admin-readable message for one pydantic error (pydantic's own ones name internals)."""
+    kind = e.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling; see `python -m hub_config schema`)"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "string_pattern_mismatch":
+        pattern = str((e.get("ctx") or {}).get("pattern", ""))
+        meaning = PATTERN_MEANINGS.get(pattern, f"must match {pattern}")
+        return f"{e.get('input')!r} {meaning}"
+    msg = str(e.get("msg", "invalid value"))
+    return msg.removeprefix("Value error, ")

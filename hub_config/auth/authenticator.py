@@ -15,8 +15,6 @@ OAuthenticator 17.4 gives us the OAuth dance; we add what production needs:
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import time
 from typing import Any
 
@@ -28,16 +26,21 @@ from tornado.httpclient import HTTPClientError
 from traitlets import Any as AnyTrait
 from traitlets import Integer, List, Unicode
 
+from ..jwt import jwt_claims
 from ..settings.iam import GroupsClaim
 from ..tls import request_tls_options
 from .groups import groups_from_claims
 from .usernames import normalise_username
 
-__all__ = ["DatalakeOAuthenticator", "IdPUnavailableError", "jwt_claims"]
+__all__ = ["DatalakeOAuthenticator", "SignInUnavailable"]
 
 
-class IdPUnavailableError(web.HTTPError):
-    """The identity provider did not answer; shown to users as a 503 page."""
+class SignInUnavailable(web.HTTPError):
+    """Sign-in (or a refresh) could not reach the identity provider; shown to users as a 503 page.
+
+    Not :class:`hub_config.rucio.IdPUnavailable`, the token-exchange error of the Rucio side: this
+    one is what a user sees in the browser, that one a reason logged and shown as a spawn event.
+    """
 
     def __init__(self, service: str) -> None:
         super().__init__(503)
@@ -45,18 +48,6 @@ class IdPUnavailableError(web.HTTPError):
             f"{service} (the identity provider) is unavailable right now. "
             "Nothing is wrong with your account: please try again in a few minutes."
         )
-
-
-def jwt_claims(token: str | None) -> dict[str, Any]:
-    """Claims of a JWT without verifying it (the hub is not its audience; it came over TLS from the IdP)."""
-    if not token or token.count(".") != 2:
-        return {}
-    try:
-        payload = token.split(".")[1]
-        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (ValueError, TypeError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _is_unavailable(err: Exception) -> bool:
@@ -93,7 +84,7 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
     def groups_of(self, auth_state: dict[str, Any]) -> list[str]:
         """Group names of a user from their auth state (the claims the IdP returned)."""
         spec: GroupsClaim = self.datalake_groups or GroupsClaim()
-        claims = dict(jwt_claims(auth_state.get("access_token")))
+        claims = dict(jwt_claims(auth_state.get("access_token")) or {})
         claims.update(auth_state.get(self.user_auth_state_key) or {})
         return groups_from_claims(claims, spec)
 
@@ -106,7 +97,7 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
         except (HTTPClientError, OSError) as err:
             if _is_unavailable(err):
                 self.log.warning("Token endpoint unreachable (%s)", type(err).__name__)
-                raise IdPUnavailableError(self.login_service) from None
+                raise SignInUnavailable(self.login_service) from None
             raise
         return info
 
@@ -116,7 +107,7 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
         except (HTTPClientError, OSError) as err:
             if _is_unavailable(err):
                 self.log.warning("Userinfo endpoint unreachable (%s)", type(err).__name__)
-                raise IdPUnavailableError(self.login_service) from None
+                raise SignInUnavailable(self.login_service) from None
             raise
         return user
 
@@ -158,6 +149,10 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
     async def refresh_user(self, user: Any, handler: Any = None, **kwargs: Any) -> bool | dict[str, Any]:
         """Refresh near expiry; one refresh per user at a time (page requests and the Rucio rotator).
 
+        This is the hub's only token refresh: JupyterHub calls it on requests (``auth_refresh_age``)
+        and before each spawn (``refresh_pre_spawn``), the Rucio rotator through the spawner; the
+        refresh request itself is OAuthenticator's (``build_refresh_token_request_params``).
+
         IdPs may rotate refresh tokens and treat reuse as theft, so two concurrent refreshes with
         one token must never happen: the second waits, then finds the fresh state saved by the first.
         """
@@ -173,7 +168,7 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
         auth_state = await user.get_auth_state()
         if not auth_state:
             return False
-        exp = jwt_claims(auth_state.get("access_token")).get("exp")
+        exp = (jwt_claims(auth_state.get("access_token")) or {}).get("exp")
         now = time.time()
         if isinstance(exp, int | float) and exp - now > self.refresh_margin_seconds:
             return True
@@ -184,7 +179,7 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
         params = self.build_refresh_token_request_params(refresh_token)
         try:
             token_info = await self.get_token_info(handler, params)
-        except IdPUnavailableError:
+        except SignInUnavailable:
             self.log.warning("IdP unreachable while refreshing %s; keeping the current session", user.name)
             return True
         except HTTPClientError as err:
@@ -194,7 +189,7 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
             token_info["refresh_token"] = refresh_token
         try:
             model: dict[str, Any] = await self._token_to_auth_model(token_info)
-        except IdPUnavailableError:
+        except SignInUnavailable:
             return True
         except HTTPClientError as err:
             self.log.info("Fresh token for %s not accepted (HTTP %s); a new login is needed", user.name, err.code)

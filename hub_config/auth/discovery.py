@@ -19,7 +19,7 @@ from typing import Any
 
 from ..settings.iam import IAMSettings
 
-__all__ = ["DiscoveryError", "OIDCEndpoints", "discover", "discovery_url"]
+__all__ = ["DiscoveryError", "OIDCEndpoints", "discover"]
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class OIDCEndpoints:
     jwks_uri: str | None
 
 
-def discovery_url(issuer: str) -> str:
+def _discovery_url(issuer: str) -> str:
     """IAM issuers end with `/`; both spellings map to one discovery URL."""
     return issuer.rstrip("/") + "/.well-known/openid-configuration"
 
@@ -88,7 +88,7 @@ def discover(iam: IAMSettings, *, sleep: Any = time.sleep) -> OIDCEndpoints:
 
 
 def _discover_with_retries(iam: IAMSettings, sleep: Any) -> dict[str, Any]:
-    url = discovery_url(iam.issuer)
+    url = _discovery_url(iam.issuer)
     attempts = iam.discovery_retries + 1
     last: Exception | None = None
     for attempt in range(attempts):

@@ -22,7 +22,7 @@ import unicodedata
 
 from text_unidecode import unidecode
 
-__all__ = ["MAX_LENGTH", "normalise_username", "subject_digest"]
+__all__ = ["MAX_LENGTH", "normalise_username"]
 
 MAX_LENGTH = 32
 _UNSAFE = re.compile(r"[^a-z0-9._-]+")
@@ -30,20 +30,20 @@ _DOTS = re.compile(r"\.{2,}")
 _DASHES = re.compile(r"-{2,}")
 
 
-def subject_digest(issuer: str, sub: str) -> str:
+def _subject_digest(issuer: str, sub: str) -> str:
     """8 hex characters identifying an IAM identity (issuer + subject)."""
     return hashlib.sha256(f"{issuer}\0{sub}".encode()).hexdigest()[:8]
 
 
-def normalise_username(raw: str, *, issuer: str, sub: str, max_length: int = MAX_LENGTH) -> str:
+def normalise_username(raw: str, *, issuer: str, sub: str) -> str:
     """The JupyterHub username for IAM identity (issuer, sub) whose username claim is ``raw``."""
     text = unidecode(unicodedata.normalize("NFKC", raw)).lower()
     text = _UNSAFE.sub("-", text)
     text = _DOTS.sub(".", text)
     text = _DASHES.sub("-", text)
     text = text.strip("._-")
-    if text == raw and 0 < len(text) <= max_length:
+    if text == raw and 0 < len(text) <= MAX_LENGTH:
         return text
-    suffix = subject_digest(issuer, sub)
-    stem = text[: max_length - len(suffix) - 1].rstrip("._-") or "user"
+    suffix = _subject_digest(issuer, sub)
+    stem = text[: MAX_LENGTH - len(suffix) - 1].rstrip("._-") or "user"
     return f"{stem}-{suffix}"

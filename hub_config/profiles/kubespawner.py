@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .model import Profile, memory_bytes
@@ -21,10 +22,13 @@ if TYPE_CHECKING:
     from .loader import LoadedProfile
 
 __all__ = [
-    "ANNOTATION_PREFIX",
+    "CHOICE_KINDS",
+    "RENAMED_OPTION_KEYS",
     "ChoiceError",
+    "ChoiceKind",
     "describe_profile",
     "image_ref",
+    "normalize_user_options",
     "profile_list_for",
     "resolve_overrides",
     "to_profile_entry",
@@ -98,9 +102,128 @@ def describe_profile(profile: Profile, settings: Settings) -> str:
     return f"{profile.description} ({summary})" if summary else profile.description
 
 
-def to_profile_entry(profile: Profile, settings: Settings) -> dict[str, Any]:
-    """The KubeSpawner `profile_list` entry for ``profile`` (plain data, JSON-serialisable)."""
-    image = image_ref(profile.image, settings.images)
+@dataclass(frozen=True)
+class _Target:
+    """What a choice's override may depend on besides the chosen value."""
+
+    profile: Profile
+    settings: Settings
+    image_base: str
+    """The profile's image without its tag (an image tag choice replaces the tag)."""
+
+
+def _no_unlisted(choice: Any, target: _Target) -> dict[str, Any] | None:
+    return None
+
+
+@dataclass(frozen=True)
+class ChoiceKind:
+    """How one `choices.<field>` menu of a profile becomes a KubeSpawner profile option.
+
+    One description per kind, so the five menus cannot drift apart in how they pick their default,
+    key their choices or build their overrides: adding a kind is one more entry in `CHOICE_KINDS`.
+    """
+
+    field: str
+    """The `Choices` attribute, and the option's key in `profile_options` and spawn requests."""
+    title: str
+    label: Callable[[Any], str]
+    """Menu label of one value."""
+    override: Callable[[Any, Any, _Target], dict[str, Any]]
+    """KubeSpawner override for (choice model, chosen value, target)."""
+    key: Callable[[Any], str] = str
+    """Choice key of one value (what the form posts)."""
+    unlisted: Callable[[Any, _Target], dict[str, Any] | None] = _no_unlisted
+    """KubeSpawner's `unlisted_choice` (a typed value), or None when only listed values are allowed."""
+
+
+def _plural(n: float, word: str) -> str:
+    return f"{_num(n)} {word}{'s' if n != 1 else ''}"
+
+
+def _image_tag_unlisted(choice: Any, target: _Target) -> dict[str, Any] | None:
+    if choice.free_regex is None:
+        return None
+    return {
+        "enabled": True,
+        "display_name": "Other tag",
+        # KubeSpawner validates with re.match: anchor both ends or a prefix match would pass.
+        "validation_regex": f"^(?:{choice.free_regex})$",
+        "validation_message": f"The tag must match {choice.free_regex}",
+        "kubespawner_override": {"image": f"{target.image_base}:{{value}}"},
+    }
+
+
+def _memory_guarantee(choice: Any, m: str) -> str | int:
+    frac = choice.guarantee_fraction
+    return m if frac == 1 else int(memory_bytes(m) * frac)
+
+
+CHOICE_KINDS: tuple[ChoiceKind, ...] = (
+    ChoiceKind(
+        field="cores",
+        title="CPU cores",
+        key=_num,
+        label=lambda c: _plural(c, "core"),
+        override=lambda ch, c, _t: {"cpu_guarantee": c * ch.guarantee_fraction, "cpu_limit": c},
+    ),
+    ChoiceKind(
+        field="memory",
+        title="Memory",
+        label=lambda m: f"{m[:-1]} {m[-1]}B",
+        override=lambda ch, m, _t: {"mem_guarantee": _memory_guarantee(ch, m), "mem_limit": m},
+    ),
+    ChoiceKind(
+        field="gpus",
+        title="GPUs",
+        label=lambda n: "No GPU" if n == 0 else _plural(n, "GPU"),
+        override=lambda _ch, n, t: _gpu_override(n, t.profile, t.settings) if n else {},
+    ),
+    ChoiceKind(
+        field="runtime_hours",
+        title="Maximum runtime (the server is stopped after it)",
+        label=lambda h: _plural(h, "hour"),
+        override=lambda _ch, h, _t: {"extra_annotations": {RUNTIME_KEY: str(h)}},
+    ),
+    ChoiceKind(
+        field="image_tag",
+        title="Image tag",
+        label=str,
+        override=lambda _ch, tag, t: {"image": f"{t.image_base}:{tag}"},
+        unlisted=_image_tag_unlisted,
+    ),
+)
+"""Every kind of spawn-page choice, in the order the form shows them."""
+
+
+def _profile_option(kind: ChoiceKind, choice: Any, target: _Target) -> dict[str, Any]:
+    """The `profile_options` entry of one menu; its default is the model's, else the first value."""
+    values: list[Any] = list(choice.options)
+    default = choice.default if choice.default is not None else (values[0] if values else None)
+    option: dict[str, Any] = {
+        "display_name": kind.title,
+        "choices": {
+            kind.key(v): {
+                "display_name": kind.label(v),
+                "default": v == default,
+                "kubespawner_override": kind.override(choice, v, target),
+            }
+            for v in values
+        },
+    }
+    unlisted = kind.unlisted(choice, target)
+    if unlisted is not None:
+        option["unlisted_choice"] = unlisted
+    return option
+
+
+def _image_base(image: str) -> str:
+    """``image`` without its tag (a registry port's colon is not a tag)."""
+    return image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+
+
+def _profile_override(profile: Profile, settings: Settings, image: str) -> dict[str, Any]:
+    """The profile's own KubeSpawner override, before any choice."""
     override: dict[str, Any] = {
         "image": image,
         "image_pull_policy": settings.images.pull_policy,
@@ -123,100 +246,24 @@ def to_profile_entry(profile: Profile, settings: Settings) -> dict[str, Any]:
         override["environment"] = dict(profile.env)
     if profile.default_url:
         override["default_url"] = profile.default_url
+    return override
 
+
+def to_profile_entry(profile: Profile, settings: Settings) -> dict[str, Any]:
+    """The KubeSpawner `profile_list` entry for ``profile`` (plain data, JSON-serialisable)."""
+    image = image_ref(profile.image, settings.images)
+    target = _Target(profile, settings, _image_base(image))
     options: dict[str, Any] = {}
-    ch = profile.choices
-    if ch.cores:
-        default = ch.cores.default if ch.cores.default is not None else ch.cores.options[0]
-        options["cores"] = {
-            "display_name": "CPU cores",
-            "choices": {
-                _num(c): {
-                    "display_name": f"{_num(c)} core{'s' if c != 1 else ''}",
-                    "default": c == default,
-                    "kubespawner_override": {
-                        "cpu_guarantee": c * ch.cores.guarantee_fraction,
-                        "cpu_limit": c,
-                    },
-                }
-                for c in ch.cores.options
-            },
-        }
-    if ch.memory:
-        default_m = ch.memory.default or ch.memory.options[0]
-        frac = ch.memory.guarantee_fraction
-        options["memory"] = {
-            "display_name": "Memory",
-            "choices": {
-                m: {
-                    "display_name": f"{m[:-1]} {m[-1]}B",
-                    "default": m == default_m,
-                    "kubespawner_override": {
-                        "mem_guarantee": m if frac == 1 else int(memory_bytes(m) * frac),
-                        "mem_limit": m,
-                    },
-                }
-                for m in ch.memory.options
-            },
-        }
-    if ch.gpus:
-        default_g = ch.gpus.default if ch.gpus.default is not None else ch.gpus.options[0]
-        options["gpus"] = {
-            "display_name": "GPUs",
-            "choices": {
-                str(n): {
-                    "display_name": "No GPU" if n == 0 else f"{n} GPU{'s' if n > 1 else ''}",
-                    "default": n == default_g,
-                    "kubespawner_override": _gpu_override(n, profile, settings) if n else {},
-                }
-                for n in ch.gpus.options
-            },
-        }
-    if ch.runtime_hours:
-        default_h = ch.runtime_hours.default if ch.runtime_hours.default is not None else ch.runtime_hours.options[0]
-        options["runtime"] = {
-            "display_name": "Maximum runtime (the server is stopped after it)",
-            "choices": {
-                str(h): {
-                    "display_name": f"{h} hour{'s' if h != 1 else ''}",
-                    "default": h == default_h,
-                    "kubespawner_override": {"extra_annotations": {RUNTIME_KEY: str(h)}},
-                }
-                for h in ch.runtime_hours.options
-            },
-        }
-    if ch.image_tag:
-        base = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
-        tags = ch.image_tag.options
-        default_t = ch.image_tag.default or (tags[0] if tags else None)
-        option: dict[str, Any] = {
-            "display_name": "Image tag",
-            "choices": {
-                t: {
-                    "display_name": t,
-                    "default": t == default_t,
-                    "kubespawner_override": {"image": f"{base}:{t}"},
-                }
-                for t in tags
-            },
-        }
-        if ch.image_tag.free_regex is not None:
-            option["unlisted_choice"] = {
-                "enabled": True,
-                "display_name": "Other tag",
-                # KubeSpawner validates with re.match: anchor both ends or a prefix match would pass.
-                "validation_regex": f"^(?:{ch.image_tag.free_regex})$",
-                "validation_message": f"The tag must match {ch.image_tag.free_regex}",
-                "kubespawner_override": {"image": f"{base}:{{value}}"},
-            }
-        options["image"] = option
-
+    for kind in CHOICE_KINDS:
+        choice = getattr(profile.choices, kind.field)
+        if choice is not None:
+            options[kind.field] = _profile_option(kind, choice, target)
     entry: dict[str, Any] = {
         "slug": profile.slug,
         "display_name": profile.display_name,
         "description": describe_profile(profile, settings),
         "default": profile.default,
-        "kubespawner_override": override,
+        "kubespawner_override": _profile_override(profile, settings, image),
     }
     if options:
         entry["profile_options"] = options
@@ -255,11 +302,38 @@ def _recursive_update(target: dict[str, Any], new: Mapping[str, Any]) -> None:
             target[key] = copy.deepcopy(value)
 
 
-def resolve_overrides(entries: list[dict[str, Any]], user_options: Mapping[str, str]) -> dict[str, Any]:
+RENAMED_OPTION_KEYS: dict[str, str] = {
+    "runtime": "runtime_hours",
+    "image": "image_tag",
+    "image--unlisted-choice": "image_tag--unlisted-choice",
+}
+"""Spawn option keys before they were named after the profile fields (old → new).
+
+Accepted in REST spawn requests for one release (deprecated in 2026.12, removed in the next one);
+the spawn form posts the new keys already.
+"""
+
+
+def normalize_user_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with the old option keys (`RENAMED_OPTION_KEYS`) renamed; a new key wins over its old one.
+
+    KubeSpawner looks choices up by the option key itself, so the spawner must hand it the
+    normalised options, and `resolve_overrides` normalises too so validation and `preview` agree.
+    """
+    result = {k: v for k, v in options.items() if k not in RENAMED_OPTION_KEYS}
+    for old, new in RENAMED_OPTION_KEYS.items():
+        if old in options and new not in options:
+            result[new] = options[old]
+    return result
+
+
+def resolve_overrides(entries: list[dict[str, Any]], user_options: Mapping[str, Any]) -> dict[str, Any]:
     """What KubeSpawner would set for ``user_options`` (`{"profile": slug, "cores": "4", ...}`).
 
-    Raises :class:`ChoiceError` for a profile or choice this user is not offered.
+    Old option keys are accepted (see `normalize_user_options`). Raises :class:`ChoiceError` for a
+    profile or choice this user is not offered.
     """
+    user_options = normalize_user_options(user_options)
     slug = user_options.get("profile")
     if slug:
         entry = next((e for e in entries if e["slug"] == slug), None)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from ..errors import ConfigError, Problem
-from ..yamlsource import Document, parse_yaml
+from ..yamlsource import Document, parse_yaml, problems_from_validation
 from .model import Profile
 
 if TYPE_CHECKING:
@@ -55,8 +55,6 @@ def profile_files(path: Path) -> list[Path]:
 
 def load_profile_text(text: str | bytes, source: str) -> LoadedProfile:
     """Parse and validate one profile document; raise :class:`ConfigError` with file:line problems."""
-    from ..settings.model import problems_from_validation
-
     doc = parse_yaml(text, source)
     if not isinstance(doc.data, dict):
         raise ConfigError([doc.problem((), "a profile file holds one mapping (slug, display_name, ...)")])

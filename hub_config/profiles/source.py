@@ -56,7 +56,6 @@ class ProfileSource(HubWide):
         self._checked_at = float("-inf")
         self._fingerprint: tuple[object, ...] | None = None
         self._profiles: list[LoadedProfile] = []
-        self.last_error: ConfigError | None = None
         self.generation = 0
 
     def load_initial(self) -> list[LoadedProfile]:
@@ -81,7 +80,6 @@ class ProfileSource(HubWide):
         try:
             loaded = load_profiles(self.paths, self.settings, inline=self.settings.profiles.inline)
         except ConfigError as err:
-            self.last_error = err
             log.warning(
                 "Profile change refused; still serving the last good %d profile(s). Problems:\n%s",
                 len(self._profiles),
@@ -91,7 +89,6 @@ class ProfileSource(HubWide):
         old = {p.profile.slug for p in self._profiles}
         new = {p.profile.slug for p in loaded}
         self._profiles = loaded
-        self.last_error = None
         self.generation += 1
         log.info(
             "Profiles reloaded (%d): added %s, removed %s",

@@ -8,6 +8,7 @@ without carrying a secret. The Kubernetes side is :mod:`hub_config.kube`.
 
 from __future__ import annotations
 
+from ..jwt import jwt_claims, jwt_expiry
 from .account import ACCOUNT_PATTERN, account_for, validate_account
 from .errors import (
     AccountError,
@@ -20,7 +21,6 @@ from .errors import (
     TokenExchangeRefused,
     UnsafeValue,
 )
-from .jws import jwt_claims, jwt_expiry
 from .render import (
     ExtensionMode,
     cfg_key,

@@ -18,11 +18,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
+from ..jwt import parse_compact_jws
 from ..profiles.model import Profile
 from ..settings.rucio import RucioInstance, RucioSettings
 from .account import account_for
 from .errors import ExtensionConfigError, UnsafeValue
-from .jws import parse_compact_jws
 
 __all__ = [
     "ExtensionMode",

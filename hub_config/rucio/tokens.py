@@ -22,9 +22,9 @@ from urllib.parse import quote, urlencode
 
 from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 
+from ..jwt import jwt_expiry
 from ..tls import idp_client, request_tls_options
 from .errors import IdPUnavailable, TokenExchangeRefused, redact
-from .jws import jwt_expiry
 
 __all__ = [
     "ACCESS_TOKEN_TYPE",

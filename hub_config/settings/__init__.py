@@ -1,9 +1,9 @@
 """Typed settings of the whole distribution (the chart's `datalake:` values block)."""
 
 from .iam import ClientSecretSource, GroupsClaim, IAMEndpoints, IAMSettings
-from .model import Announcement, ProfilesSettings, Settings, problems_from_validation
+from .model import Announcement, ProfilesSettings, Settings
 from .rucio import RucioExtension, RucioInstance, RucioSettings, TokenExchange
-from .spawner import GPUSettings, ImageSettings, SpawnerSettings, Toleration
+from .spawner import GPUSettings, ImageSettings, SpawnerSettings, Toleration, startup_script_env
 from .storage import CVMFSMount, EOSMount, HomeStorage, NFSShare, ScratchSpace, SharedVolume, StorageSettings
 
 __all__ = [
@@ -29,5 +29,5 @@ __all__ = [
     "StorageSettings",
     "TokenExchange",
     "Toleration",
-    "problems_from_validation",
+    "startup_script_env",
 ]

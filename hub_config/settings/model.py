@@ -7,20 +7,19 @@ model generates `chart/values.schema.json`, so `helm install` refuses what the h
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 
 from ..errors import ConfigError, Problem
-from ..modelbase import PATTERN_MEANINGS, AbsPath, NonEmptyStr, Strict
+from ..modelbase import AbsPath, NonEmptyStr, Strict
 from ..profiles.model import Profile
-from ..yamlsource import Document, parse_yaml
+from ..yamlsource import Document, parse_yaml, problems_from_validation
 from .iam import IAMSettings
 from .rucio import RucioSettings
 from .spawner import ImageSettings, SpawnerSettings
 from .storage import StorageSettings
 
-__all__ = ["Announcement", "ProfilesSettings", "Settings", "problems_from_validation"]
+__all__ = ["Announcement", "ProfilesSettings", "Settings"]
 
 
 class Announcement(Strict):
@@ -94,26 +93,3 @@ class Settings(Strict):
             return cls.model_validate(data)
         except ValidationError as err:
             raise ConfigError(problems_from_validation(err, doc)) from None
-
-
-def problems_from_validation(err: ValidationError, doc: Document, prefix: tuple[str | int, ...] = ()) -> list[Problem]:
-    """One :class:`Problem` per pydantic error, located in ``doc`` with the error's key path."""
-    problems: list[Problem] = []
-    for e in err.errors(include_url=False):
-        loc = (*prefix, *(p for p in e["loc"] if isinstance(p, str | int)))
-        problems.append(doc.problem(loc, _message(e)))
-    return problems
-
-
-def _message(e: Any) -> str:
-    kind = e.get("type", "")
-    if kind == "extra_forbidden":
-        return "unknown key (check the spelling; see `python -m hub_config schema`)"
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "string_pattern_mismatch":
-        pattern = str((e.get("ctx") or {}).get("pattern", ""))
-        meaning = PATTERN_MEANINGS.get(pattern, f"must match {pattern}")
-        return f"{e.get('input')!r} {meaning}"
-    msg = str(e.get("msg", "invalid value"))
-    return msg.removeprefix("Value error, ")

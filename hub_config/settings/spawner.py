@@ -6,7 +6,21 @@ from pydantic import Field
 
 from ..modelbase import AbsPath, NonEmptyStr, Strict, Toleration
 
-__all__ = ["GPUSettings", "ImageSettings", "SpawnerSettings", "Toleration"]
+__all__ = [
+    "STARTUP_SCRIPT_ENV",
+    "STARTUP_SCRIPT_TIMEOUT_ENV",
+    "GPUSettings",
+    "ImageSettings",
+    "SpawnerSettings",
+    "Toleration",
+    "startup_script_env",
+]
+
+STARTUP_SCRIPT_ENV = "DATALAKE_STARTUP_SCRIPT"
+"""The only place the images' start-up hook takes the script's path from (unset: it runs none)."""
+
+STARTUP_SCRIPT_TIMEOUT_ENV = "DATALAKE_STARTUP_SCRIPT_TIMEOUT"
+"""Seconds the hook lets the script run (default 60); not a setting, for tests and debugging."""
 
 
 class GPUSettings(Strict):
@@ -60,5 +74,19 @@ class SpawnerSettings(Strict):
     gpu: GPUSettings = Field(default_factory=lambda: GPUSettings(), description="GPU scheduling.")
     startup_script: AbsPath | None = Field(
         "/home/jovyan/.jupyterlabrc",
-        description="Personal start-up script the images source when present (documented for users).",
+        description=(
+            "Personal start-up script the images run before the server starts, when the file exists "
+            "(passed to the pod as `DATALAKE_STARTUP_SCRIPT`). Null: the images run none."
+        ),
     )
+
+
+def startup_script_env(spawner: SpawnerSettings) -> dict[str, str]:
+    """The pod env that tells the images' start-up hook which script to run.
+
+    The hook reads the path from this variable only, so the setting is the one place that decides
+    it; null gives no variable and the hook runs nothing.
+    """
+    if spawner.startup_script is None:
+        return {}
+    return {STARTUP_SCRIPT_ENV: spawner.startup_script}

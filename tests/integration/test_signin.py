@@ -18,7 +18,7 @@ from localplatform import idp as idp_mod
 from localplatform.base import state_dir
 from localplatform.hub import HubHandle, hub_log_text
 
-from hub_config.auth.authenticator import jwt_claims
+from hub_config.jwt import jwt_claims
 from tests.support.hubclient import api, login, running_hub
 
 pytestmark = pytest.mark.platform

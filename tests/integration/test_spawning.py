@@ -73,7 +73,7 @@ CASES = [
     ),
     (
         "alice",
-        {"profile": "full", "image--unlisted-choice": "2025.06"},
+        {"profile": "full", "image_tag--unlisted-choice": "2025.06"},
         {"image": "datalake-full:2025.06", "cpu": ("2", "4"), "mem": ("8G", "16G"), "gpus": None},
     ),
     (

@@ -158,3 +158,13 @@ def test_apply_auth_sets_a_real_traitlets_config(tmp_path: Path) -> None:
     assert a.logout_redirect_url == (
         "https://iam.example.org/logout?client_id=hub&post_logout_redirect_uri=https%3A%2F%2Fhub.example.org%2Fhub%2F"
     )
+
+
+def test_one_jwt_claims_reader() -> None:
+    """Sign-in and the Rucio side read claims with the same function, so they agree on what a JWT is."""
+    from hub_config import jwt, rucio
+    from hub_config.auth import authenticator
+
+    assert authenticator.jwt_claims is jwt.jwt_claims is rucio.jwt_claims
+    assert jwt.jwt_claims(None) is None
+    assert jwt.jwt_claims("opaque") is None

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from hub_config.settings.spawner import STARTUP_SCRIPT_TIMEOUT_ENV, SpawnerSettings, startup_script_env
 from tests.support import tools
 from tests.support.expected import fake_jwt
 
@@ -302,6 +303,8 @@ class Root:
             "DATALAKE_RUCIO_DIR": str(self.mount),
             "DATALAKE_BT_TMPDIR": str(self.tmp),
             "RUCIO_CONFIG": f"{self.mount}/rucio.cfg",
+            # What the hub puts in the pod for `spawner.startup_script` (here: this root's ~/.jupyterlabrc).
+            **startup_script_env(SpawnerSettings(startup_script=str(self.home / ".jupyterlabrc"))),
         }
         base.update(env)
         full = {k: v for k, v in base.items() if v != "<unset>"}
@@ -465,10 +468,24 @@ def test_failing_jupyterlabrc_is_logged_and_start_continues(root: Root, body: st
 def test_hanging_jupyterlabrc_is_stopped(root: Root) -> None:
     """A ~/.jupyterlabrc that never returns cannot block the spawn: it is stopped after the limit."""
     (root.home / ".jupyterlabrc").write_text("export LATE=1\nsleep 30\n")
-    started = root.start(DATALAKE_JUPYTERLABRC_TIMEOUT="1")
+    started = root.start(**{STARTUP_SCRIPT_TIMEOUT_ENV: "1"})
     assert started.returncode == 0
     assert "LATE" not in started.env
     assert "did not finish within 1s" in started.log
+
+
+def test_startup_script_path_comes_from_the_hub_only(root: Root) -> None:
+    """The hook runs the script the pod's env names; without it (`startup_script: null`) it runs none."""
+    (root.home / ".jupyterlabrc").write_text("export FROM_RC=1\n")
+    other = root.home / "other-rc"
+    other.write_text("export FROM_OTHER=1\n")
+    none = root.start(**{"DATALAKE_STARTUP_SCRIPT": "<unset>"})
+    assert none.returncode == 0, none.log
+    assert "FROM_RC" not in none.env
+    assert "sourcing" not in none.log
+    chosen = root.start(**startup_script_env(SpawnerSettings(startup_script=str(other))))
+    assert chosen.env["FROM_OTHER"] == "1"
+    assert "FROM_RC" not in chosen.env
 
 
 def test_jupyterlabrc_setting_bearer_token_warns(root: Root) -> None:

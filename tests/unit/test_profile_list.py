@@ -8,7 +8,14 @@ import pytest
 from kubespawner import KubeSpawner
 
 from hub_config.profiles import LoadedProfile, profile_list_for
-from hub_config.profiles.kubespawner import ChoiceError, image_ref, resolve_overrides, to_profile_entry
+from hub_config.profiles.kubespawner import (
+    RENAMED_OPTION_KEYS,
+    ChoiceError,
+    image_ref,
+    normalize_user_options,
+    resolve_overrides,
+    to_profile_entry,
+)
 from hub_config.profiles.model import memory_bytes
 from hub_config.settings import Settings
 from tests.support.expected import assert_matches_stored
@@ -138,6 +145,9 @@ CASES = [
     {"profile": "full", "image--unlisted-choice": "2025.06"},
     {"profile": "gpu", "gpus": "4", "cores": "4"},
     {"profile": "ska-sdc1"},
+    {"profile": "base", "cores": "4", "memory": "8G", "runtime_hours": "24"},
+    {"profile": "full", "image_tag": "2026.10"},
+    {"profile": "full", "image_tag--unlisted-choice": "2025.06"},
 ]
 
 
@@ -148,7 +158,8 @@ async def test_preview_matches_real_kubespawner(
     """`preview` shows exactly what KubeSpawner 7 sets when it loads the same profile and choices."""
     entries = profile_list_for(shipped_profiles, reference_settings, ["escape", "escape/gpu"])
     ours = resolve_overrides(entries, options)
-    spawner = await _kubespawner_traits(entries, options)
+    # KubeSpawner knows only the current option keys: the spawner hands it normalised options.
+    spawner = await _kubespawner_traits(entries, normalize_user_options(options))
     for key, value in ours.items():
         theirs = getattr(spawner, key)
         if isinstance(value, dict):
@@ -166,3 +177,24 @@ async def test_kubespawner_alone_crashes_on_an_unknown_choice(
         await _kubespawner_traits(entries, {"profile": "hep", "cores": "64"})
     with pytest.raises(ChoiceError):
         resolve_overrides(entries, {"profile": "hep", "cores": "64"})
+
+
+def test_option_keys_are_the_profile_field_names(
+    shipped_profiles: list[LoadedProfile], reference_settings: Settings
+) -> None:
+    """Form and REST use `runtime_hours` and `image_tag`, the names admins write in the profile YAML."""
+    full = next(lp.profile for lp in shipped_profiles if lp.profile.slug == "full")
+    gpu = next(lp.profile for lp in shipped_profiles if lp.profile.slug == "gpu")
+    assert "image_tag" in to_profile_entry(full, reference_settings)["profile_options"]
+    assert "runtime_hours" in to_profile_entry(gpu, reference_settings)["profile_options"]
+    assert not set(RENAMED_OPTION_KEYS) & set(to_profile_entry(gpu, reference_settings)["profile_options"])
+
+
+def test_old_option_keys_are_renamed_and_new_keys_win() -> None:
+    """Requests with the pre-2026.12 keys keep working for one release; a new key beats its old one."""
+    assert normalize_user_options({"profile": "p", "runtime": "8", "image--unlisted-choice": "v2"}) == {
+        "profile": "p",
+        "runtime_hours": "8",
+        "image_tag--unlisted-choice": "v2",
+    }
+    assert normalize_user_options({"image": "old", "image_tag": "new"}) == {"image_tag": "new"}

@@ -60,11 +60,11 @@ def test_broken_edit_keeps_last_good_and_logs_file_line(
         after = [p.profile.slug for p in source.current()]
     assert after == before
     assert f"{profiles}/hep.yaml:5: mounts[0]: mount 'tape' is not defined" in caplog.text
-    assert isinstance(source.last_error, ConfigError)
+    assert source.generation == 1, "a refused edit is not a new profile set"
     (profiles / "hep.yaml").write_text((ROOT / "profiles" / "hep.yaml").read_text() + "\n# fixed\n")
     clock.now = 62
     source.current()
-    assert source.last_error is None
+    assert source.generation == 2, "the fixed file is taken"
 
 
 def test_configmap_symlink_swap_is_seen(tmp_path: Path, reference_settings: Settings) -> None:

@@ -316,3 +316,14 @@ def test_every_field_is_described_and_models_forbid_unknown_keys() -> None:
     undocumented = [f"{m.__name__}.{n}" for m in seen for n, f in m.model_fields.items() if not f.description]
     assert undocumented == []
     assert all(m.model_config.get("extra") == "forbid" for m in seen)
+
+
+def test_startup_script_reaches_the_pod_env_or_nothing() -> None:
+    """`spawner.startup_script` becomes DATALAKE_STARTUP_SCRIPT, the images' only source for the path."""
+    from hub_config.settings import SpawnerSettings, startup_script_env
+
+    assert startup_script_env(SpawnerSettings()) == {"DATALAKE_STARTUP_SCRIPT": "/home/jovyan/.jupyterlabrc"}
+    assert startup_script_env(SpawnerSettings(startup_script="/opt/site/rc.sh")) == {
+        "DATALAKE_STARTUP_SCRIPT": "/opt/site/rc.sh"
+    }
+    assert startup_script_env(SpawnerSettings(startup_script=None)) == {}

@@ -1,5 +1,9 @@
 # shellcheck shell=bash
-# datalake-hub: run the user's personal start-up script, ~/.jupyterlabrc, before the server starts.
+# datalake-hub: run the user's personal start-up script (by default ~/.jupyterlabrc) before the server starts.
+#
+# The path comes from DATALAKE_STARTUP_SCRIPT only, which the hub sets from the setting
+# `datalake.spawner.startup_script` (unset or empty: no script runs), so the setting is the one place that
+# decides it.
 #
 # Why a child shell and not a plain `source`: this file is itself sourced into docker-stacks' start.sh,
 # so a plain `source ~/.jupyterlabrc` would let a user's `exit`, `set -e`, `exec` or endless loop end or
@@ -10,7 +14,7 @@
 # unexported variables stay in the child (put those in ~/.bashrc for terminals).
 # Only variable *names* are logged, never values.
 #
-# Overridable: DATALAKE_JUPYTERLABRC (path), DATALAKE_JUPYTERLABRC_TIMEOUT (seconds, default 60).
+# DATALAKE_STARTUP_SCRIPT_TIMEOUT: seconds the script may run (default 60).
 
 if ! declare -F _datalake_log >/dev/null; then
     _datalake_log() {
@@ -27,15 +31,15 @@ if ! declare -F _datalake_log >/dev/null; then
     }
 fi
 
-_datalake_jupyterlabrc_hook() {
-    local rc="${DATALAKE_JUPYTERLABRC:-${HOME}/.jupyterlabrc}"
-    local limit="${DATALAKE_JUPYTERLABRC_TIMEOUT:-60}"
+_datalake_startup_script_hook() {
+    local rc="${DATALAKE_STARTUP_SCRIPT:-}"
+    local limit="${DATALAKE_STARTUP_SCRIPT_TIMEOUT:-60}"
+    [[ -n "${rc}" ]] || return 0
     local -a runner=()
     local as_user=""
     if [[ "$(id -u)" == 0 && -n "${NB_USER:-}" && "${NB_USER}" != "root" ]]; then
         # start.sh runs hooks as root before switching to NB_USER: never run the user's file as root.
         as_user="${NB_USER}"
-        rc="${DATALAKE_JUPYTERLABRC:-/home/${NB_USER}/.jupyterlabrc}"
         runner=(sudo --preserve-env --set-home --user "${NB_USER}" PATH="${PATH}")
     fi
     [[ -e "${rc}" ]] || return 0
@@ -45,7 +49,7 @@ _datalake_jupyterlabrc_hook() {
     fi
 
     local out status=0
-    out="$(mktemp "${TMPDIR:-/tmp}/datalake-jupyterlabrc.XXXXXX")" || {
+    out="$(mktemp "${TMPDIR:-/tmp}/datalake-startup-script.XXXXXX")" || {
         _datalake_log error "could not create a temporary file; ${rc} skipped."
         return 0
     }
@@ -55,7 +59,7 @@ _datalake_jupyterlabrc_hook() {
     # shellcheck disable=SC2016  # $1/$2 are expanded by the child shell, on purpose
     timeout "${limit}" "${runner[@]}" bash --noprofile --norc -c \
         'source "$1" </dev/null; rc=$?; [[ ${rc} -eq 0 ]] || exit "${rc}"; env -0 >"$2"' \
-        datalake-jupyterlabrc "${rc}" "${out}" || status=$?
+        datalake-startup-script "${rc}" "${out}" || status=$?
     if [[ "${status}" -ne 0 || ! -s "${out}" ]]; then
         if [[ "${status}" -eq 0 ]]; then
             _datalake_log error "${rc} called exit before finishing; its settings were ignored. The server starts without them."
@@ -101,6 +105,6 @@ _datalake_jupyterlabrc_hook() {
     return 0
 }
 
-_datalake_jupyterlabrc_hook || _datalake_log error "running ~/.jupyterlabrc failed unexpectedly; the server starts anyway."
-unset -f _datalake_jupyterlabrc_hook _datalake_log
+_datalake_startup_script_hook || _datalake_log error "running the personal start-up script failed unexpectedly; the server starts anyway."
+unset -f _datalake_startup_script_hook _datalake_log
 true
