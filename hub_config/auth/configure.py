@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..settings.iam import IAMSettings
-from .discovery import OIDCEndpoints, discover
+from .discovery import OIDCEndpoints
 
 __all__ = ["AuthConfigError", "apply_auth", "read_client_secret"]
 
@@ -42,17 +42,20 @@ def apply_auth(
     c: Any,
     iam: IAMSettings,
     *,
+    endpoints: OIDCEndpoints,
+    client_secret: str,
     hub_url: str | None = None,
-    endpoints: OIDCEndpoints | None = None,
-    client_secret: str | None = None,
 ) -> None:
-    """Configure JupyterHub to sign users in with ``iam`` (endpoints discovered, secret read, unless given)."""
-    endpoints = endpoints or discover(iam)
+    """Configure JupyterHub to sign users in with ``iam``.
+
+    Pure `c.*` writes: ``endpoints`` are discovered and ``client_secret`` read once, by
+    :func:`hub_config.apply.apply`, which hands the same values to the Rucio provisioner.
+    """
     cls = "DatalakeOAuthenticator"
     c.JupyterHub.authenticator_class = "hub_config.auth.authenticator.DatalakeOAuthenticator"
     auth = c[cls]
     auth.client_id = iam.client_id
-    auth.client_secret = client_secret if client_secret is not None else read_client_secret(iam)
+    auth.client_secret = client_secret
     auth.authorize_url = endpoints.authorize_url
     auth.token_url = endpoints.token_url
     auth.userdata_url = endpoints.userdata_url

@@ -143,7 +143,9 @@ def test_apply_auth_sets_a_real_traitlets_config(tmp_path: Path) -> None:
         jwks_uri=None,
     )
     c = Config()
-    apply_auth(c, iam, hub_url="https://hub.example.org/hub/", endpoints=endpoints)
+    apply_auth(
+        c, iam, endpoints=endpoints, client_secret=read_client_secret(iam), hub_url="https://hub.example.org/hub/"
+    )
     a = c.DatalakeOAuthenticator
     assert c.JupyterHub.authenticator_class == "hub_config.auth.authenticator.DatalakeOAuthenticator"
     assert a.scope == ["openid", "profile", "email", "offline_access", "wlcg.groups"]
