@@ -15,6 +15,7 @@ from .profiles.kubespawner import resolve_overrides
 from .profiles.loader import LoadedProfile
 from .profiles.model import memory_bytes
 from .rucio.secret import build_secret_volume, env_for
+from .rucio.selection import gets_rucio
 from .settings.model import Settings
 from .spawner import security_contexts
 from .storage import build_storage
@@ -55,7 +56,7 @@ def pod_fragment(
     storage = build_storage(settings, profile, image=image)
     volumes, mounts = list(storage.volumes), list(storage.volume_mounts)
     env = {"DATALAKE_SITE_NAME": settings.site_name, **overrides.get("environment", {})}
-    if settings.rucio.instances and profile.rucio.enabled:
+    if gets_rucio(settings.rucio, profile):
         volume, mount = build_secret_volume(settings.rucio, "<pod-name>-rucio")
         volume["secret"]["optional"] = True
         volumes.append(volume)

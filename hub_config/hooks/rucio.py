@@ -25,12 +25,14 @@ from ..rucio import (
     build_rucio_secret,
     exchange_token,
     extension_modes,
+    gets_rucio,
+    instances_for,
     jwt_claims,
     jwt_expiry,
-    selected_instances,
 )
 from ..rucio.secret import OwnerPod
 from ..settings.model import Settings
+from ..settings.rucio import RucioInstance
 from ..shared import HubWide
 
 __all__ = ["Provisioned", "RucioProvisioner"]
@@ -67,11 +69,8 @@ class RucioProvisioner(HubWide):
         self._ca_bundle = ca_bundle
 
     def wanted(self, profile: Profile) -> bool:
-        """Does a server of ``profile`` get Rucio at all?"""
-        return bool(self.settings.rucio.instances) and profile.rucio.enabled and bool(self._selected(profile))
-
-    def _selected(self, profile: Profile) -> list[Any]:
-        return list(selected_instances(self.settings.rucio, profile))
+        """Does a server of ``profile`` get Rucio at all? (:func:`~hub_config.rucio.gets_rucio` decides.)"""
+        return gets_rucio(self.settings.rucio, profile)
 
     async def provision(
         self,
@@ -90,48 +89,69 @@ class RucioProvisioner(HubWide):
 
         ``existing``: the Secret was written before (rotation), so patch it rather than create it.
         """
+        secret, result = await self.render(
+            namespace=namespace,
+            secret_name=secret_name,
+            username=username,
+            auth_state=auth_state,
+            profile=profile,
+            owner=owner,
+            labels=labels,
+        )
+        if secret is None:
+            return result
+        try:
+            await (store.update(secret) if existing else store.apply(secret))
+        except KubeError as err:
+            result.warnings.append(f"the Rucio credentials could not be stored ({err})")
+            result.instances, result.expires_at = [], None
+            return result
+        left = f"{result.expires_at - time.time():.0f}s" if result.expires_at else "unknown"
+        log.info(
+            "Rucio credentials for %s in Secret %s (%s); tokens valid %s",
+            username,
+            secret_name,
+            ", ".join(result.instances),
+            left,
+        )
+        return result
+
+    async def render(
+        self,
+        *,
+        namespace: str,
+        secret_name: str,
+        username: str,
+        auth_state: Mapping[str, Any] | None,
+        profile: Profile,
+        owner: OwnerPod | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> tuple[dict[str, Any] | None, Provisioned]:
+        """The Secret for a server of ``profile`` (None if no instance got a token) and the outcome.
+
+        Everything :meth:`provision` does except the Kubernetes write, so what a server would get
+        can be checked without an API server; ``result.instances`` is what the Secret holds.
+        """
         result = Provisioned(secret_name=secret_name)
         access = (auth_state or {}).get("access_token")
         if not access:
             result.warnings.append("you have no IAM session token; sign out and in again")
-            return result
+            return None, result
         claims = {**(jwt_claims(access) or {}), **((auth_state or {}).get("oauth_user") or {})}
         tokens: dict[str, str] = {}
         accounts: dict[str, str] = {}
         expiries: list[float] = []
-        instances = []
-        for inst in self._selected(profile):
-            try:
-                account = account_for(inst, username=username, claims=claims)
-                if inst.token_exchange.enabled:
-                    tokens_set = await exchange_token(
-                        self._token_url,
-                        self._client_id,
-                        self._client_secret,
-                        access,
-                        inst.token_exchange.audience,
-                        inst.token_exchange.scope,
-                        ca_bundle=self._ca_bundle,
-                    )
-                    token, exp = tokens_set.access_token, tokens_set.expires_at
-                else:
-                    token, exp = access, jwt_expiry(access)
-            except AccountError as err:
-                result.warnings.append(f"{inst.display_name}: no Rucio account ({err})")
+        instances: list[RucioInstance] = []
+        for inst in instances_for(self.settings.rucio, profile):
+            got = await self._token_for(inst, access, username=username, claims=claims, warnings=result.warnings)
+            if got is None:
                 continue
-            except TokenExchangeRefused as err:
-                result.warnings.append(f"{inst.display_name}: the identity provider refused the token exchange ({err})")
-                continue
-            except IdPUnavailable:
-                result.warnings.append(f"{inst.display_name}: the identity provider is unreachable")
-                continue
-            tokens[inst.name] = token
-            accounts[inst.name] = account
+            accounts[inst.name], tokens[inst.name], exp = got
             if exp is not None:
                 expiries.append(exp)
             instances.append(inst)
         if not instances:
-            return result
+            return None, result
         try:
             secret = build_rucio_secret(
                 self.settings.rucio,
@@ -145,21 +165,36 @@ class RucioProvisioner(HubWide):
                 labels=labels,
                 owner=owner,
             )
-            await (store.update(secret) if existing else store.apply(secret))
         except RenderError as err:
             result.warnings.append(f"the Rucio configuration could not be written ({err})")
-            return result
-        except KubeError as err:
-            result.warnings.append(f"the Rucio credentials could not be stored ({err})")
-            return result
+            return None, result
         result.instances = [i.name for i in instances]
         result.expires_at = min(expiries) if expiries else None
-        left = f"{result.expires_at - time.time():.0f}s" if result.expires_at else "unknown"
-        log.info(
-            "Rucio credentials for %s in Secret %s (%s); tokens valid %s",
-            username,
-            secret_name,
-            ", ".join(result.instances),
-            left,
-        )
-        return result
+        return secret, result
+
+    async def _token_for(
+        self, inst: RucioInstance, access: str, *, username: str, claims: Mapping[str, Any], warnings: list[str]
+    ) -> tuple[str, str, float | None] | None:
+        """(account, token, expiry) for one instance, or None with the reason added to ``warnings``."""
+        try:
+            account = account_for(inst, username=username, claims=claims)
+            if not inst.token_exchange.enabled:
+                return account, access, jwt_expiry(access)
+            tokens_set = await exchange_token(
+                self._token_url,
+                self._client_id,
+                self._client_secret,
+                access,
+                inst.token_exchange.audience,
+                inst.token_exchange.scope,
+                ca_bundle=self._ca_bundle,
+            )
+        except AccountError as err:
+            warnings.append(f"{inst.display_name}: no Rucio account ({err})")
+        except TokenExchangeRefused as err:
+            warnings.append(f"{inst.display_name}: the identity provider refused the token exchange ({err})")
+        except IdPUnavailable:
+            warnings.append(f"{inst.display_name}: the identity provider is unreachable")
+        else:
+            return account, tokens_set.access_token, tokens_set.expires_at
+        return None
