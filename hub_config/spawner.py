@@ -4,8 +4,10 @@
 
 - choices are validated before KubeSpawner sees them: a profile outside the user's groups is a
   403 and an unknown choice a 400 (KubeSpawner would raise KeyError → 500), and no pod is created;
-- the chosen profile's storage (home, EOS, scratch, ...) is attached after its overrides apply
-  (profile-dependent pod changes cannot happen earlier: pre_spawn_hook runs before overrides);
+- the chosen profile's pod wiring (storage, the Rucio mount, env, security contexts; built by
+  :func:`hub_config.pod.build_pod_wiring`, which ``preview --pod`` shows) is attached after its
+  overrides apply (profile-dependent pod changes cannot happen earlier: pre_spawn_hook runs
+  before overrides);
 - the maximum runtime chosen on the spawn page is enforced in `poll()`, from the pod's annotation,
   so it survives hub restarts; the server is stopped cleanly like any other stop.
 """
@@ -28,30 +30,15 @@ from traitlets import Any as AnyTrait
 from .hooks.rotation import Rotator
 from .hooks.rucio import Provisioned, RucioProvisioner
 from .kube import KubeError, SecretStore
+from .pod import base_environment, build_pod_wiring, security_contexts
 from .profiles.kubespawner import PROFILE_KEY, RUNTIME_KEY, ChoiceError, profile_list_for, resolve_overrides
 from .profiles.model import Profile
 from .profiles.source import ProfileSource
-from .rucio.secret import build_secret_volume, env_for, secret_name_for
+from .rucio.secret import secret_name_for
 from .settings.model import Settings
-from .storage import build_storage, pvc_settings
+from .storage import pvc_settings
 
-__all__ = ["DatalakeSpawner", "apply_spawner", "runtime_exceeded", "security_contexts"]
-
-
-def security_contexts(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(pod, container) security contexts: non-root, no escalation, no capabilities, RuntimeDefault seccomp."""
-    pod = {
-        "runAsNonRoot": True,
-        "fsGroupChangePolicy": "OnRootMismatch",
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    container = {
-        "runAsNonRoot": True,
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    return pod, container
+__all__ = ["DatalakeSpawner", "apply_spawner", "runtime_exceeded"]
 
 
 _FORM_ENVIRONMENTS: dict[tuple[str, ...], Environment] = {}
@@ -189,10 +176,15 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
         await super().load_user_options()
         profile = self._chosen_profile(entries)
         self._datalake_profile = profile
-        spec = build_storage(self._settings(), profile, image=self.image)
-        self.volumes = list(spec.volumes)
-        self.volume_mounts = list(spec.volume_mounts)
-        self.init_containers = list(spec.init_containers)
+        rucio_secret = secret_name_for(self.pod_name) if self.datalake_rucio is not None else None
+        wiring = build_pod_wiring(self._settings(), profile, image=self.image, rucio_secret=rucio_secret)
+        self.volumes = list(wiring.volumes)
+        self.volume_mounts = list(wiring.volume_mounts)
+        self.init_containers = list(wiring.init_containers)
+        environment: dict[str, Any] = dict(getattr(self, "environment", {}))  # the profile's env merged in
+        self.environment = {**environment, **wiring.environment}
+        self.pod_security_context = wiring.pod_security_context
+        self.container_security_context = wiring.container_security_context
         self._datalake_events = []
         await self._setup_rucio(profile)
 
@@ -206,19 +198,10 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
         return provisioner is not None and provisioner.wanted(profile)
 
     async def _setup_rucio(self, profile: Profile) -> None:
-        """Mount the server's Rucio Secret and fill it; a failure is an event, never a failed spawn."""
+        """Fill the server's Rucio Secret (mounted by the pod wiring); a failure is an event, never a failed spawn."""
         if not self._rucio_wanted(profile):
             return
         rucio = self._settings().rucio
-        secret_name = secret_name_for(self.pod_name)
-        volume, mount = build_secret_volume(rucio, secret_name)
-        volume["secret"]["optional"] = True  # the server starts even if the Secret could not be made
-        self.volumes.append(volume)
-        self.volume_mounts.append(mount)
-        environment: dict[str, Any] = dict(getattr(self, "environment", {}))
-        # JUPYTER_CONFIG_PATH lets rucio-jupyterlab find its config in the Secret with any image
-        # (ours also prepend it in a start-up hook, keeping other entries).
-        self.environment = {**environment, **env_for(rucio), "JUPYTER_CONFIG_PATH": rucio.mount_path}
         result = await self._provision(profile)
         for warning in result.warnings:
             self.log.warning("Rucio for %s: %s", self._log_name, warning)
@@ -379,9 +362,7 @@ def apply_spawner(
     k.gid = sp.gid
     k.fs_gid = sp.fs_group
     k.allow_privilege_escalation = False
-    pod_sc, container_sc = security_contexts(settings)
-    k.pod_security_context = pod_sc
-    k.container_security_context = container_sc
+    k.pod_security_context, k.container_security_context = security_contexts(settings)
     k.start_timeout = sp.start_timeout_seconds
     k.http_timeout = sp.http_timeout_seconds
     k.k8s_api_request_timeout = sp.api_request_timeout_seconds
@@ -393,5 +374,5 @@ def apply_spawner(
     k.events_enabled = True
     for key, value in pvc_settings(settings).items():
         setattr(k, key, value)
-    k.environment = {"DATALAKE_SITE_NAME": settings.site_name}
+    k.environment = base_environment(settings)
     k.extra_annotations = {PROFILE_KEY: ""}

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from traitlets.config import Config
 
+from hub_config.pod import security_contexts
 from hub_config.profiles.source import ProfileSource
 from hub_config.settings import Settings
-from hub_config.spawner import DatalakeSpawner, apply_spawner, runtime_exceeded, security_contexts
+from hub_config.spawner import DatalakeSpawner, apply_spawner, runtime_exceeded
 
 ROOT = Path(__file__).resolve().parents[2]
 
