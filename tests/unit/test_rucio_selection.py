@@ -2,7 +2,7 @@
 
 One site with two instances (ESCAPE, CTA) and three profiles: one naming CTA only, one with every
 instance (``instances: null``), one without Rucio. The loader, the spawn-page description,
-``preview --pod``, the provisioner's Secret and the spawner's mount and env must say the same.
+``preview --pod``, the provisioner's Secret, the spawner's mount and env and the rotator must agree.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import pytest
 from traitlets.config import Config
 
 from hub_config.errors import ConfigError
-from hub_config.hooks.rucio import RucioProvisioner
 from hub_config.preview import pod_fragment
 from hub_config.profiles import describe_profile, load_profiles, profile_list_for
 from hub_config.profiles.source import ProfileSource
 from hub_config.rucio import VOLUME_NAME, cfg_key, gets_rucio, instances_for
+from hub_config.rucio_service import RucioProvisioner
 from hub_config.settings import Settings
 from hub_config.spawner import DatalakeSpawner, apply_spawner
 
@@ -198,3 +198,79 @@ async def test_spawner_mounts_what_preview_shows(site: Settings, slug: str) -> N
     assert [v["secret"]["defaultMode"] for v in ours] == [v["secret"]["defaultMode"] for v in theirs]
     for key in ("RUCIO_CONFIG", "JUPYTER_CONFIG_PATH", "DATALAKE_RUCIO_DIR"):
         assert spawner.environment.get(key) == preview_env.get(key)
+
+
+class _User:
+    """JupyterHub's ``User`` as the Rucio lifecycle uses it: a name and the auth state."""
+
+    name = "alice"
+
+    async def get_auth_state(self) -> dict[str, Any]:
+        return _auth_state()
+
+
+@pytest.mark.parametrize(("slug", "rotated"), [("cta-only", True), ("none", False)])
+async def test_rotator_gets_the_servers_that_get_rucio(site: Settings, slug: str, rotated: bool) -> None:
+    """After a hub restart the rotator resumes servers whose profile gets Rucio, and only those.
+
+    The API server here refuses connections, so the spawn's Secret write fails: the user is told,
+    and the rotator retries that server (as before); a server without Rucio is never rotated.
+    """
+    from kubernetes_asyncio.client import ApiClient, Configuration
+
+    from hub_config.rucio_service import Rotator, ServerRucio
+
+    profile = next(
+        lp.profile for lp in load_profiles([Path(site.profiles.directory or "")], site) if lp.profile.slug == slug
+    )
+    provisioner = RucioProvisioner(
+        site, token_url="https://unused.test/token", client_id="h", client_secret="s", ca_bundle=None
+    )
+    rotator = Rotator(margin=60, interval=3600, concurrency=1)
+
+    async def profile_of() -> Any:
+        return profile
+
+    config = Configuration(host="https://127.0.0.1:9")
+    async with ApiClient(config) as api:
+        restarted = ServerRucio(
+            provisioner,
+            rotator,
+            api_client=api,
+            namespace="hub",
+            pod_name="jupyter-alice",
+            user=_User(),
+            profile_of=profile_of,
+        )
+        await restarted.resume()
+        assert (rotator.tracked(restarted.key) is not None) is rotated
+        rotator.untrack(restarted.key)
+
+        spawned = ServerRucio(
+            provisioner,
+            rotator,
+            api_client=api,
+            namespace="hub",
+            pod_name="jupyter-alice",
+            user=_User(),
+            profile_of=profile_of,
+        )
+        messages = await spawned.start(profile)
+        assert bool(messages) is rotated
+        assert all(
+            m.startswith("Rucio access is unavailable: the Rucio credentials could not be stored") for m in messages
+        )
+        await spawned.resume()
+        assert (rotator.tracked(spawned.key) is not None) is rotated
+
+        stopped: list[bool] = []
+
+        async def stop_pod() -> None:
+            stopped.append(True)
+
+        await spawned.stop(stop_pod, retrying_start=True)
+        assert (rotator.tracked(spawned.key) is not None) is rotated, "KubeSpawner's kill-and-retry keeps it all"
+        await spawned.stop(stop_pod, retrying_start=False)
+        assert rotator.tracked(spawned.key) is None
+        assert stopped == [True, True]
+    await rotator.close()

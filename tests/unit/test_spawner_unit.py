@@ -74,8 +74,7 @@ async def test_profile_list_follows_groups(reference_settings: Settings) -> None
 
 async def test_every_spawner_shares_the_hubs_single_services(reference_settings: Settings) -> None:
     """traitlets deep-copies config values per spawner: the rotator, provisioner and profiles must not be copied."""
-    from hub_config.hooks.rotation import Rotator
-    from hub_config.hooks.rucio import RucioProvisioner
+    from hub_config.rucio_service import Rotator, RucioProvisioner
 
     source = ProfileSource(reference_settings)
     rotator = Rotator(margin=60, interval=10, concurrency=4)
