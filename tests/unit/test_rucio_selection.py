@@ -274,3 +274,43 @@ async def test_rotator_gets_the_servers_that_get_rucio(site: Settings, slug: str
         assert rotator.tracked(spawned.key) is None
         assert stopped == [True, True]
     await rotator.close()
+
+
+@pytest.mark.usefixtures("_offline_kubeconfig")
+async def test_preview_rucio_mount_is_in_kubespawners_manifest(site: Settings) -> None:
+    """KubeSpawner 7's real manifest for a CTA-only server has preview's Rucio volume, mount and env.
+
+    Only the Secret's name differs: preview cannot know the pod name KubeSpawner picks.
+    """
+    from kubernetes_asyncio.client import ApiClient
+
+    from hub_config.preview import RUCIO_SECRET_SHOWN
+
+    source = ProfileSource(site)
+    source.load_initial()
+    provisioner = RucioProvisioner(
+        site, token_url="https://unused.test/token", client_id="h", client_secret="s", ca_bundle=None
+    )
+    c = Config()
+    apply_spawner(c, site, source, rucio=provisioner)
+    spawner = DatalakeSpawner(_mock=True, config=c)
+    spawner.user.name = "alice"
+    spawner.user.groups = [SimpleNamespace(name="escape")]
+
+    async def get_auth_state() -> dict[str, Any]:  # JupyterHub's User, which KubeSpawner's mock mode lacks
+        return _auth_state()
+
+    spawner.user.get_auth_state = get_auth_state
+    spawner.user_options = {"profile": "cta-only"}
+    await spawner.load_user_options()
+    manifest = ApiClient().sanitize_for_serialization(await spawner.get_pod_manifest())
+    spec = _preview(site, "cta-only")["spec"]
+    shown = json.loads(json.dumps(spec).replace(RUCIO_SECRET_SHOWN, f"{spawner.pod_name}-rucio"))
+    assert manifest["spec"]["volumes"] == shown["volumes"]
+    (theirs,) = manifest["spec"]["containers"]
+    (ours,) = shown["containers"]
+    assert theirs["volumeMounts"] == ours["volumeMounts"]
+    their_env = {e["name"]: e.get("value") for e in theirs["env"]}
+    assert their_env.items() >= {e["name"]: e["value"] for e in ours["env"]}.items()
+    for key, value in ours["securityContext"].items():
+        assert theirs["securityContext"][key] == value
