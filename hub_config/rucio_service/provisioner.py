@@ -1,9 +1,10 @@
 """Give a server its Rucio files: exchange tokens, render, store them in the server's Secret.
 
-Used at spawn and by the rotator. Never fails a spawn: every problem (account not derivable,
-exchange refused, IdP unreachable, API server refusing the Secret) becomes a warning the user
-sees as a progress event ("Rucio access is unavailable: ..."); the server starts without Rucio
-rather than not at all. No token reaches a log line, an event or an exception message.
+Called by :class:`~.server.ServerRucio` at spawn and at each rotation. Never fails a spawn: every
+problem (account not derivable, exchange refused, IdP unreachable, API server refusing the Secret)
+becomes a warning the user sees as a progress event ("Rucio access is unavailable: ..."); the server
+starts without Rucio rather than not at all. No token reaches a log line, an event or an exception
+message.
 """
 
 from __future__ import annotations
@@ -25,12 +26,10 @@ from ..rucio import (
     build_rucio_secret,
     exchange_token,
     extension_modes,
-    gets_rucio,
     instances_for,
     jwt_claims,
     jwt_expiry,
 )
-from ..rucio.secret import OwnerPod
 from ..settings.model import Settings
 from ..settings.rucio import RucioInstance
 from ..shared import HubWide
@@ -50,11 +49,6 @@ class Provisioned:
     """Earliest expiry among the tokens written (None: nothing written)."""
     warnings: list[str] = field(default_factory=list)
 
-    @property
-    def ok(self) -> bool:
-        """True when every selected instance got a token."""
-        return bool(self.instances) and not self.warnings
-
 
 class RucioProvisioner(HubWide):
     """Exchanges tokens and writes the per-server Secret, for one hub's settings and OAuth client."""
@@ -68,10 +62,6 @@ class RucioProvisioner(HubWide):
         self._client_secret = client_secret
         self._ca_bundle = ca_bundle
 
-    def wanted(self, profile: Profile) -> bool:
-        """Does a server of ``profile`` get Rucio at all? (:func:`~hub_config.rucio.gets_rucio` decides.)"""
-        return gets_rucio(self.settings.rucio, profile)
-
     async def provision(
         self,
         *,
@@ -81,7 +71,6 @@ class RucioProvisioner(HubWide):
         username: str,
         auth_state: Mapping[str, Any] | None,
         profile: Profile,
-        owner: OwnerPod | None = None,
         labels: Mapping[str, str] | None = None,
         existing: bool = False,
     ) -> Provisioned:
@@ -95,7 +84,6 @@ class RucioProvisioner(HubWide):
             username=username,
             auth_state=auth_state,
             profile=profile,
-            owner=owner,
             labels=labels,
         )
         if secret is None:
@@ -124,7 +112,6 @@ class RucioProvisioner(HubWide):
         username: str,
         auth_state: Mapping[str, Any] | None,
         profile: Profile,
-        owner: OwnerPod | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> tuple[dict[str, Any] | None, Provisioned]:
         """The Secret for a server of ``profile`` (None if no instance got a token) and the outcome.
@@ -163,7 +150,6 @@ class RucioProvisioner(HubWide):
                 issuer=self.settings.iam.issuer,
                 modes=extension_modes(self.settings.rucio, profile),
                 labels=labels,
-                owner=owner,
             )
         except RenderError as err:
             result.warnings.append(f"the Rucio configuration could not be written ({err})")
