@@ -17,10 +17,9 @@ from typing import Any
 
 from .auth import AuthConfigError, DiscoveryError, apply_auth, discover, read_client_secret
 from .errors import ConfigError
-from .hooks.rotation import Rotator
-from .hooks.rucio import RucioProvisioner
 from .logs import route_to_hub_log
 from .profiles.source import ProfileSource
+from .rucio_service import Rotator, RucioProvisioner
 from .settings.model import Settings
 from .settings_watch import SettingsWatch
 from .spawner import apply_spawner

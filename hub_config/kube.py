@@ -14,6 +14,7 @@ import binascii
 import contextlib
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any, NoReturn
 
 import aiohttp
@@ -161,13 +162,12 @@ class SecretStore:
             self._fail("patch", namespace, name, err, data)
         log.info("patched Secret %s/%s (%d keys)", namespace, name, len(data or {}))
 
-    async def set_owner(self, namespace: str, name: str, *, pod_name: str, pod_uid: str) -> None:
-        """Make the pod own the Secret, so the garbage collector deletes the Secret with the pod.
+    async def set_owner(self, namespace: str, name: str, owner_reference: Mapping[str, Any]) -> None:
+        """Give the Secret this owner, so the garbage collector deletes the Secret with it.
 
         Done after the pod exists (it needs the pod's uid); only ``ownerReferences`` is patched.
         """
-        owner = {"apiVersion": "v1", "kind": "Pod", "name": pod_name, "uid": pod_uid, "blockOwnerDeletion": False}
-        patch = {"metadata": {"ownerReferences": [owner]}}
+        patch = {"metadata": {"ownerReferences": [dict(owner_reference)]}}
         try:
             await self._untyped.patch_namespaced_secret(
                 name, namespace, patch, _content_type=_MERGE_PATCH, _request_timeout=self._timeout

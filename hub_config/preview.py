@@ -1,8 +1,9 @@
 """What a user's pod would look like, without a cluster: the admin's `preview --pod`.
 
-Built from the same pure pieces the hub uses (profile overrides, storage builders, security
-contexts, the Rucio mount) and shaped like the pod KubeSpawner creates; a unit test compares it
-with the manifest real KubeSpawner 7 generates for the same user and choices.
+Built from what the hub itself submits: the profile's KubeSpawner overrides and
+:func:`hub_config.pod.build_pod_wiring` (storage, the Rucio mount and env, security contexts),
+shaped like the pod KubeSpawner creates; a unit test compares it with the manifest real
+KubeSpawner 7 generates for the same user and choices.
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ from typing import Any
 
 from kubespawner.slugs import escape_slug
 
+from .pod import build_pod_wiring
 from .profiles.kubespawner import resolve_overrides
 from .profiles.loader import LoadedProfile
 from .profiles.model import memory_bytes
-from .rucio.secret import build_secret_volume, env_for
 from .settings.model import Settings
-from .spawner import security_contexts
-from .storage import build_storage
 
-__all__ = ["pod_fragment"]
+__all__ = ["RUCIO_SECRET_SHOWN", "pod_fragment"]
+
+RUCIO_SECRET_SHOWN = "<pod-name>-rucio"  # noqa: S105 - a name, not a secret
+"""The Rucio Secret's name as shown: the real one derives from the pod name, which KubeSpawner picks."""
 
 
 def _expand(value: Any, fields: dict[str, str]) -> Any:
@@ -52,16 +54,8 @@ def pod_fragment(
     slug = options.get("profile") or next(e["slug"] for e in entries if e["default"])
     profile = next(lp.profile for lp in profiles if lp.profile.slug == slug)
     image = overrides["image"]
-    storage = build_storage(settings, profile, image=image)
-    volumes, mounts = list(storage.volumes), list(storage.volume_mounts)
-    env = {"DATALAKE_SITE_NAME": settings.site_name, **overrides.get("environment", {})}
-    if settings.rucio.instances and profile.rucio.enabled:
-        volume, mount = build_secret_volume(settings.rucio, "<pod-name>-rucio")
-        volume["secret"]["optional"] = True
-        volumes.append(volume)
-        mounts.append(mount)
-        env.update(env_for(settings.rucio))
-        env["JUPYTER_CONFIG_PATH"] = settings.rucio.mount_path
+    wiring = build_pod_wiring(settings, profile, image=image, rucio_secret=RUCIO_SECRET_SHOWN)
+    env = {**overrides.get("environment", {}), **wiring.environment}
     requests: dict[str, Any] = {}
     limits: dict[str, Any] = {}
     if "cpu_guarantee" in overrides:
@@ -75,7 +69,6 @@ def pod_fragment(
     requests.update(overrides.get("extra_resource_guarantees", {}))
     limits.update(overrides.get("extra_resource_limits", {}))
     sp = settings.spawner
-    pod_sc, container_sc = security_contexts(settings)
     fields = {"escaped_username": escape_slug(username), "username": username}
     node_selector = {**sp.node_selector, **overrides.get("node_selector", {})}
     fragment: dict[str, Any] = {
@@ -84,18 +77,18 @@ def pod_fragment(
             "annotations": dict(overrides.get("extra_annotations", {})),
         },
         "spec": {
-            "securityContext": {"fsGroup": sp.fs_group, **pod_sc},
+            "securityContext": wiring.pod_security_context,
             "nodeSelector": node_selector,
             "tolerations": overrides.get("tolerations", []),
-            "initContainers": _expand(storage.init_containers, fields),
-            "volumes": _expand(volumes, fields),
+            "initContainers": _expand(wiring.init_containers, fields),
+            "volumes": _expand(wiring.volumes, fields),
             "containers": [
                 {
                     "name": "notebook",
                     "image": image,
                     "resources": {"requests": requests, "limits": limits},
-                    "securityContext": {"runAsUser": sp.uid, "runAsGroup": sp.gid, **container_sc},
-                    "volumeMounts": _expand(mounts, fields),
+                    "securityContext": wiring.container_security_context,
+                    "volumeMounts": _expand(wiring.volume_mounts, fields),
                     "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
                 }
             ],

@@ -4,8 +4,10 @@
 
 - choices are validated before KubeSpawner sees them: a profile outside the user's groups is a
   403 and an unknown choice a 400 (KubeSpawner would raise KeyError → 500), and no pod is created;
-- the chosen profile's storage (home, EOS, scratch, ...) is attached after its overrides apply
-  (profile-dependent pod changes cannot happen earlier: pre_spawn_hook runs before overrides);
+- the chosen profile's pod wiring (storage, the Rucio mount, env, security contexts; built by
+  :func:`hub_config.pod.build_pod_wiring`, which ``preview --pod`` shows) is attached after its
+  overrides apply (profile-dependent pod changes cannot happen earlier: pre_spawn_hook runs
+  before overrides);
 - the maximum runtime chosen on the spawn page is enforced in `poll()`, from the pod's annotation,
   so it survives hub restarts; the server is stopped cleanly like any other stop.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -25,33 +28,22 @@ from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import Any as AnyTrait
 
-from .hooks.rotation import Rotator
-from .hooks.rucio import Provisioned, RucioProvisioner
-from .kube import KubeError, SecretStore
-from .profiles.kubespawner import PROFILE_KEY, RUNTIME_KEY, ChoiceError, profile_list_for, resolve_overrides
+from .pod import base_environment, build_pod_wiring, security_contexts
+from .profiles.kubespawner import (
+    PROFILE_KEY,
+    RUNTIME_KEY,
+    ChoiceError,
+    normalize_user_options,
+    profile_list_for,
+    resolve_overrides,
+)
 from .profiles.model import Profile
 from .profiles.source import ProfileSource
-from .rucio.secret import build_secret_volume, env_for, secret_name_for
+from .rucio_service import Rotator, RucioProvisioner, ServerRucio
 from .settings.model import Settings
-from .storage import build_storage, pvc_settings
+from .storage import pvc_settings
 
-__all__ = ["DatalakeSpawner", "apply_spawner", "runtime_exceeded", "security_contexts"]
-
-
-def security_contexts(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(pod, container) security contexts: non-root, no escalation, no capabilities, RuntimeDefault seccomp."""
-    pod = {
-        "runAsNonRoot": True,
-        "fsGroupChangePolicy": "OnRootMismatch",
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    container = {
-        "runAsNonRoot": True,
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    return pod, container
+__all__ = ["DatalakeSpawner", "apply_spawner", "runtime_exceeded"]
 
 
 _FORM_ENVIRONMENTS: dict[tuple[str, ...], Environment] = {}
@@ -79,9 +71,6 @@ class _FreshEntry(dict[str, Any]):
     def __deepcopy__(self, memo: dict[int, Any]) -> _FreshEntry:
         return self
 
-
-_BACKGROUND: set[asyncio.Task[None]] = set()
-"""Fire-and-forget tasks (owner patches), referenced until done so they are not collected."""
 
 FORM_CACHE_SIZE = 32
 """Rendered forms kept per profile source: one per distinct group set (a form is ~3 kB per profile)."""
@@ -173,7 +162,9 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
 
     async def _load_user_options(self) -> None:
         entries = await self.datalake_profile_list()
-        options = self.user_options or {}
+        # Keys renamed in this release (runtime -> runtime_hours, ...) still work in REST requests.
+        options: dict[str, Any] = normalize_user_options(getattr(self, "user_options", None) or {})
+        self.user_options = options
         if not entries:
             raise _refusal(403, "No server options are available to your groups. Contact the hub admins.")
         if any(not isinstance(v, str) for v in options.values()):
@@ -189,110 +180,66 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
         await super().load_user_options()
         profile = self._chosen_profile(entries)
         self._datalake_profile = profile
-        spec = build_storage(self._settings(), profile, image=self.image)
-        self.volumes = list(spec.volumes)
-        self.volume_mounts = list(spec.volume_mounts)
-        self.init_containers = list(spec.init_containers)
+        rucio = self._rucio()
+        rucio_secret = rucio.secret_name if rucio is not None else None
+        wiring = build_pod_wiring(self._settings(), profile, image=self.image, rucio_secret=rucio_secret)
+        self.volumes = list(wiring.volumes)
+        self.volume_mounts = list(wiring.volume_mounts)
+        self.init_containers = list(wiring.init_containers)
+        environment: dict[str, Any] = dict(getattr(self, "environment", {}))  # the profile's env merged in
+        self.environment = {**environment, **wiring.environment}
+        self.pod_security_context = wiring.pod_security_context
+        self.container_security_context = wiring.container_security_context
         self._datalake_events = []
-        await self._setup_rucio(profile)
+        if rucio is not None:
+            for message in await rucio.start(profile):
+                self._datalake_events.append({"progress": 5, "message": message})
 
-    # --- Rucio -------------------------------------------------------------------------------
+    # --- Rucio: the server's credentials are ServerRucio's job; these are the calls into it ----
 
-    def _rucio_key(self) -> str:
-        return f"{self.namespace}/{self.pod_name}"
-
-    def _rucio_wanted(self, profile: Profile) -> bool:
+    def _rucio(self) -> ServerRucio | None:
+        """This server's Rucio lifecycle, or None when the hub provisions no Rucio."""
         provisioner: RucioProvisioner | None = self.datalake_rucio
-        return provisioner is not None and provisioner.wanted(profile)
+        if provisioner is None:
+            return None
+        rucio: ServerRucio | None = getattr(self, "_datalake_rucio_server", None)
+        if rucio is None:
+            rucio = self._datalake_rucio_server = ServerRucio(
+                provisioner,
+                self.datalake_rotator,
+                api_client=self.api.api_client,
+                namespace=self.namespace,
+                pod_name=self.pod_name,
+                user=self.user,
+                profile_of=self._current_profile,
+            )
+        return rucio
 
-    async def _setup_rucio(self, profile: Profile) -> None:
-        """Mount the server's Rucio Secret and fill it; a failure is an event, never a failed spawn."""
-        if not self._rucio_wanted(profile):
-            return
-        rucio = self._settings().rucio
-        secret_name = secret_name_for(self.pod_name)
-        volume, mount = build_secret_volume(rucio, secret_name)
-        volume["secret"]["optional"] = True  # the server starts even if the Secret could not be made
-        self.volumes.append(volume)
-        self.volume_mounts.append(mount)
-        environment: dict[str, Any] = dict(getattr(self, "environment", {}))
-        # JUPYTER_CONFIG_PATH lets rucio-jupyterlab find its config in the Secret with any image
-        # (ours also prepend it in a start-up hook, keeping other entries).
-        self.environment = {**environment, **env_for(rucio), "JUPYTER_CONFIG_PATH": rucio.mount_path}
-        result = await self._provision(profile)
-        for warning in result.warnings:
-            self.log.warning("Rucio for %s: %s", self._log_name, warning)
-            self._datalake_events.append({"progress": 5, "message": f"Rucio access is unavailable: {warning}"})
-        if result.instances:
-            names = ", ".join(i.display_name for i in rucio.instances if i.name in result.instances)
-            self._datalake_events.append({"progress": 5, "message": f"Rucio client configured for {names}"})
-            rotator: Rotator | None = self.datalake_rotator
-            if rotator is not None:
-                rotator.track(self._rucio_key(), self._rotate_rucio, result.expires_at)
+    async def _current_profile(self) -> Profile | None:
+        """The running server's profile (from its options after a hub restart); None if no longer offered."""
+        profile: Profile | None = getattr(self, "_datalake_profile", None)
+        if profile is not None:
+            return profile
+        try:
+            return self._chosen_profile(await self.datalake_profile_list())
+        except StopIteration:
+            return None
 
     async def datalake_after_pod_created(self, pod: dict[str, Any]) -> None:
-        """The pod now has a uid: make it own the Rucio Secret (deleted with the pod, whoever deletes it).
-
-        Done in the background: KubeSpawner awaits this hook before it starts waiting for the pod,
-        and the owner reference is only a safety net (the hub deletes the Secret on stop itself),
-        so an API server slow to answer the patch must not delay the user's server.
-        """
-        if self.datalake_rucio is None or not getattr(self, "_datalake_profile", None):
-            return
-        if not self._rucio_wanted(self._datalake_profile):
-            return
-        task = asyncio.get_running_loop().create_task(self._own_rucio_secret(pod["metadata"]["uid"]))
-        _BACKGROUND.add(task)
-        task.add_done_callback(_BACKGROUND.discard)
-
-    async def _own_rucio_secret(self, pod_uid: str) -> None:
-        try:
-            await SecretStore(self.api.api_client).set_owner(
-                self.namespace, secret_name_for(self.pod_name), pod_name=self.pod_name, pod_uid=pod_uid
-            )
-        except KubeError as err:  # the hub still deletes the Secret on stop
-            self.log.warning("Could not make %s own its Rucio Secret: %s", self.pod_name, err)
-
-    async def _provision(self, profile: Profile, *, existing: bool = False) -> Provisioned:
-        provisioner: RucioProvisioner = self.datalake_rucio
-        return await provisioner.provision(
-            store=SecretStore(self.api.api_client),
-            namespace=self.namespace,
-            secret_name=secret_name_for(self.pod_name),
-            username=self.user.name,
-            auth_state=await self.user.get_auth_state(),
-            profile=profile,
-            labels={"datalake-hub.io/server": self.pod_name[:63].rstrip("-._")},
-            existing=existing,
-        )
-
-    async def _rotate_rucio(self) -> float | None:
-        """Rotator callback: fresh IAM tokens (refresh if near expiry), new exchange, patched Secret."""
-        refreshed = await self.user.authenticator.refresh_user(self.user)
-        if refreshed is False:
-            raise RuntimeError("the user's IAM session ended (refresh token rejected); they must sign in again")
-        profile = getattr(self, "_datalake_profile", None) or self._chosen_profile(await self.datalake_profile_list())
-        result = await self._provision(profile, existing=True)
-        if not result.instances:
-            raise RuntimeError("; ".join(result.warnings) or "no Rucio instance could be configured")
-        return result.expires_at
+        """The pod exists: its Rucio Secret gets it as owner (see ``ServerRucio.pod_created``)."""
+        rucio = self._rucio()
+        if rucio is not None:
+            rucio.pod_created(pod["metadata"]["uid"])
 
     async def stop(self, now: bool = False) -> None:
-        if getattr(self, "_start_pending", False) and not getattr(self, "_stop_pending", False):
-            # KubeSpawner itself stops while starting: its pod create timed out but the pod was
-            # made, or an old pod had the name (409). It kills that pod and creates the new one,
-            # which must still find the Secret we wrote for this start.
+        rucio = self._rucio()
+        if rucio is None:
             await super().stop(now=now)
             return
-        rotator: Rotator | None = self.datalake_rotator
-        if rotator is not None:
-            rotator.untrack(self._rucio_key())
-        await super().stop(now=now)
-        if self.datalake_rucio is not None:
-            try:
-                await SecretStore(self.api.api_client).delete(self.namespace, secret_name_for(self.pod_name))
-            except KubeError as err:
-                self.log.warning("Could not delete the Rucio Secret of %s: %s", self._log_name, err)
+        # KubeSpawner itself stops while starting when its pod create timed out but the pod was
+        # made, or an old pod had the name (409); it then creates the pod again.
+        retrying = getattr(self, "_start_pending", False) and not getattr(self, "_stop_pending", False)
+        await rucio.stop(functools.partial(super().stop, now=now), retrying_start=retrying)
 
     def _max_runtime_hours(self) -> float | None:
         reflector = getattr(self, "pod_reflector", None)
@@ -312,11 +259,9 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
 
     async def poll(self) -> int | None:
         status: int | None = await super().poll()
-        rotator: Rotator | None = self.datalake_rotator
-        resume = status is None and rotator is not None and self.datalake_rucio is not None
-        if resume and rotator is not None and rotator.tracked(self._rucio_key()) is None:
-            # After a hub restart: resume rotation for servers started before it (due at once).
-            rotator.track(self._rucio_key(), self._rotate_rucio, None)
+        rucio = self._rucio()
+        if status is None and rucio is not None:
+            await rucio.resume()  # after a hub restart, servers started before it are rotated again
         if status is None and self.runtime_exceeded():
             self.log.info("Stopping %s: its chosen maximum runtime has passed", self._log_name)
             await self.stop(now=False)
@@ -365,7 +310,7 @@ def apply_spawner(
     rucio: RucioProvisioner | None = None,
     rotator: Rotator | None = None,
 ) -> None:
-    """Configure KubeSpawner (as DatalakeSpawner) from settings, the profile source and Rucio hooks."""
+    """Configure KubeSpawner (as DatalakeSpawner) from settings, the profile source and the Rucio services."""
     sp = settings.spawner
     c.JupyterHub.spawner_class = "hub_config.spawner.DatalakeSpawner"
     k = c.DatalakeSpawner
@@ -379,9 +324,7 @@ def apply_spawner(
     k.gid = sp.gid
     k.fs_gid = sp.fs_group
     k.allow_privilege_escalation = False
-    pod_sc, container_sc = security_contexts(settings)
-    k.pod_security_context = pod_sc
-    k.container_security_context = container_sc
+    k.pod_security_context, k.container_security_context = security_contexts(settings)
     k.start_timeout = sp.start_timeout_seconds
     k.http_timeout = sp.http_timeout_seconds
     k.k8s_api_request_timeout = sp.api_request_timeout_seconds
@@ -393,5 +336,5 @@ def apply_spawner(
     k.events_enabled = True
     for key, value in pvc_settings(settings).items():
         setattr(k, key, value)
-    k.environment = {"DATALAKE_SITE_NAME": settings.site_name}
+    k.environment = base_environment(settings)
     k.extra_annotations = {PROFILE_KEY: ""}

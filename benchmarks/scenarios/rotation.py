@@ -2,12 +2,12 @@
 
 What is real: the IdP (login, refresh grant, userinfo and RFC 8693 exchange at its token endpoint),
 the API server (Secrets created and patched with the hub ServiceAccount's RBAC), and every piece of
-our code on the path — ``DatalakeOAuthenticator.refresh_user``, ``DatalakeSpawner._rotate_rucio`` and
-``_provision``, ``RucioProvisioner``, ``SecretStore``, ``Rotator``. What is driven: the sessions. One
-process stands in for the hub (a thousand notebook pods do not fit here): each session is a user
-with its IdP tokens in memory (as the hub's decrypted auth state) and a server whose Secret was
-written at "spawn", tracked by the same Rotator the hub runs. The process does nothing else, so its
-CPU time during the window is the rotation's cost in a hub.
+our code on the path — ``DatalakeOAuthenticator.refresh_user``, ``ServerRucio.rotate`` and
+``provision`` (what ``DatalakeSpawner`` calls), ``RucioProvisioner``, ``SecretStore``, ``Rotator``.
+What is driven: the sessions. One process stands in for the hub (a thousand notebook pods do not fit
+here): each session is a user with its IdP tokens in memory (as the hub's decrypted auth state) and
+a server whose Secret was written at "spawn", tracked by the same Rotator the hub runs. The process
+does nothing else, so its CPU time during the window is the rotation's cost in a hub.
 
 Counted: Kubernetes writes from the API server's ``apiserver_request_total`` (Secrets, by verb and
 code); IdP calls at the HTTP client (every request the process sends to the IdP, by endpoint and
@@ -22,7 +22,6 @@ import base64
 import hashlib
 import secrets
 import time
-import types
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -37,10 +36,8 @@ from traitlets.config import Config
 from hub_config.auth.authenticator import DatalakeOAuthenticator
 from hub_config.auth.configure import apply_auth
 from hub_config.auth.discovery import OIDCEndpoints
-from hub_config.hooks.rotation import Rotator
-from hub_config.hooks.rucio import RucioProvisioner
+from hub_config.rucio_service import Rotator, RucioProvisioner, ServerRucio
 from hub_config.settings.model import Settings
-from hub_config.spawner import DatalakeSpawner
 
 from ..stack import PROFILES, Kube, bench_rucio_instance
 from ..stats import summary
@@ -112,18 +109,21 @@ class _User:
         self._state = state
 
 
-class _Server:
-    """What ``DatalakeSpawner``'s Rucio methods use of a spawner; those methods are bound to it unchanged."""
+def _server(user: _User, namespace: str, provisioner: RucioProvisioner, api_client: Any, profile: Any) -> ServerRucio:
+    """The Rucio lifecycle ``DatalakeSpawner`` creates per server, for a server of ``profile``."""
 
-    def __init__(self, user: _User, namespace: str, provisioner: RucioProvisioner, api_client: Any, profile: Any):
-        self.user = user
-        self.namespace = namespace
-        self.pod_name = f"rot-{user.name}"
-        self.datalake_rucio = provisioner
-        self.api = types.SimpleNamespace(api_client=api_client)
-        self._datalake_profile = profile
-        self._provision = types.MethodType(DatalakeSpawner._provision, self)
-        self.rotate = types.MethodType(DatalakeSpawner._rotate_rucio, self)
+    async def profile_of() -> Any:
+        return profile
+
+    return ServerRucio(
+        provisioner,
+        None,
+        api_client=api_client,
+        namespace=namespace,
+        pod_name=f"rot-{user.name}",
+        user=user,
+        profile_of=profile_of,
+    )
 
 
 class _IdPCalls:
@@ -241,7 +241,7 @@ async def _run(
 
     profile = load_profile_text((BENCH_PROFILE).read_text(), "bench.yaml").profile
     namespace = info["controlplane"]["namespace"]
-    servers = []
+    servers: list[tuple[_User, ServerRucio]] = []
     for u, tok in zip(users, tokens, strict=True):
         state = {
             "access_token": tok["access_token"],
@@ -249,7 +249,8 @@ async def _run(
             "id_token": tok.get("id_token"),
             "oauth_user": {"preferred_username": u["username"], "sub": u["sub"]},
         }
-        servers.append(_Server(_User(u["username"], authenticator, state), namespace, provisioner, api_client, profile))
+        user = _User(u["username"], authenticator, state)
+        servers.append((user, _server(user, namespace, provisioner, api_client, profile)))
 
     # "Spawn": every server gets its Secret (bounded, like a storm would), then is tracked.
     sem = asyncio.Semaphore(16)
@@ -262,8 +263,8 @@ async def _run(
     lags: list[float] = []
     failures: list[str] = []
 
-    def timed(server: _Server) -> Any:
-        key = f"{namespace}/{server.pod_name}"
+    def timed(server: ServerRucio) -> Any:
+        key = server.key
 
         async def rotate() -> float | None:
             tracked = rotator.tracked(key)
@@ -279,12 +280,12 @@ async def _run(
 
         return key, rotate
 
-    async def spawn(server: _Server) -> None:
+    async def spawn(user: _User, server: ServerRucio) -> None:
         async with sem:
             # As the hub does before a spawn (refresh_pre_spawn): a token that expired while the
             # other sessions were logging in is refreshed first.
-            await authenticator.refresh_user(server.user)
-            result = await server._provision(profile)
+            await authenticator.refresh_user(user)
+            result = await server.provision(profile)
         if not result.instances:
             failures.append("provision:" + ";".join(result.warnings)[:80])
             return
@@ -292,7 +293,7 @@ async def _run(
         rotator.track(key, rotate, result.expires_at)
 
     t = time.monotonic()
-    await asyncio.gather(*(spawn(s) for s in servers))
+    await asyncio.gather(*(spawn(u, s) for u, s in servers))
     spawn_seconds = time.monotonic() - t
 
     kube = Kube(info)
@@ -309,7 +310,7 @@ async def _run(
         calls.uninstall()
     after = await loop.run_in_executor(None, kube.request_counts)
     await rotator.close()
-    # Clean up the Secrets (label set by _provision: datalake-hub.io/server=rot-...).
+    # Clean up the Secrets (label set by ServerRucio.provision: datalake-hub.io/server=rot-...).
     await loop.run_in_executor(None, kube.delete_secrets, "datalake-hub.io/server")
     await api_client.close()
 

@@ -1,22 +1,6 @@
-"""Server options as YAML files: models, loading with file:line errors, KubeSpawner conversion."""
+"""Server options as YAML files: :mod:`.model` (the profile model), :mod:`.loader` (loading with
+file:line errors), :mod:`.kubespawner` (KubeSpawner's profile_list), :mod:`.source` (hot reload).
 
-from .kubespawner import describe_profile, image_ref, profile_list_for, to_profile_entry, user_may_use
-from .loader import LoadedProfile, check_profiles, load_profile_text, load_profiles, profile_files
-from .model import Choices, Profile, ProfileRucio, Resources
-
-__all__ = [
-    "Choices",
-    "LoadedProfile",
-    "Profile",
-    "ProfileRucio",
-    "Resources",
-    "check_profiles",
-    "describe_profile",
-    "image_ref",
-    "load_profile_text",
-    "load_profiles",
-    "profile_files",
-    "profile_list_for",
-    "to_profile_entry",
-    "user_may_use",
-]
+Nothing is re-exported here: `settings.model` imports `profiles.model` (settings may hold inline
+profiles), and an eager package init would pull the loader and the Rucio modules into that import.
+"""

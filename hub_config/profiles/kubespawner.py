@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..rucio.selection import instances_for
 from .model import Profile, memory_bytes
 
 if TYPE_CHECKING:
@@ -94,10 +95,8 @@ def describe_profile(profile: Profile, settings: Settings) -> str:
         parts.append(f"stops after {max(ch.runtime_hours.options)} h at most")
     if profile.mounts:
         parts.append("mounts " + ", ".join(profile.mounts))
-    if profile.rucio.enabled and settings.rucio.instances:
-        names = profile.rucio.instances or [i.name for i in settings.rucio.instances]
-        shown = [i.display_name for i in settings.rucio.instances if i.name in names]
-        parts.append("Rucio: " + ", ".join(shown))
+    if rucio := instances_for(settings.rucio, profile):
+        parts.append("Rucio: " + ", ".join(i.display_name for i in rucio))
     summary = " · ".join(parts)
     return f"{profile.description} ({summary})" if summary else profile.description
 

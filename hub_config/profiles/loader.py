@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from ..errors import ConfigError, Problem
+from ..rucio.selection import instances_for, unknown_instances
 from ..yamlsource import Document, parse_yaml, problems_from_validation
 from .model import Profile
 
@@ -130,36 +131,30 @@ def _check_references(lp: LoadedProfile, settings: Settings) -> list[Problem]:
                     f"(known: {', '.join(sorted(known_mounts)) or 'none'})",
                 )
             )
-    instances = {inst.name: inst for inst in settings.rucio.instances}
-    if p.rucio.enabled and p.rucio.instances is not None:
-        for i, name in enumerate(p.rucio.instances):
-            if name not in instances:
-                problems.append(
-                    lp.problem(
-                        ("rucio", "instances", i),
-                        f"Rucio instance {name!r} is not configured (known: {', '.join(instances) or 'none'})",
-                    )
-                )
-    if p.rucio.enabled and p.rucio.mode == "replica":
-        for name in p.rucio.instances or list(instances):
-            inst = instances.get(name)
-            if inst is None:
-                continue
-            rse_mount = inst.extension.rse_mount
-            if rse_mount is None:
-                problems.append(
-                    lp.problem(
-                        ("rucio", "mode"),
-                        f"replica mode, but instance {name!r} defines no extension.rse_mount",
-                    )
-                )
-            elif rse_mount not in p.mounts:
-                problems.append(
-                    lp.problem(
-                        ("rucio", "mode"),
-                        f"replica mode needs mount {rse_mount!r} (instance {name!r}) in mounts",
-                    )
-                )
+    problems.extend(_check_rucio(lp, settings))
     if p.has_gpu and not settings.spawner.gpu.resource_name:
         problems.append(lp.problem(("choices", "gpus"), "GPUs offered but spawner.gpu.resource_name is unset"))
+    return problems
+
+
+def _check_rucio(lp: LoadedProfile, settings: Settings) -> list[Problem]:
+    """Unknown instance names, and replica mode without the RSE mount, for the instances the profile gets."""
+    p = lp.profile
+    problems: list[Problem] = []
+    known = ", ".join(i.name for i in settings.rucio.instances) or "none"
+    for i, name in unknown_instances(settings.rucio, p):
+        problems.append(
+            lp.problem(("rucio", "instances", i), f"Rucio instance {name!r} is not configured (known: {known})")
+        )
+    if p.rucio.mode != "replica":
+        return problems
+    for inst in instances_for(settings.rucio, p):
+        rse_mount = inst.extension.rse_mount
+        if rse_mount is None:
+            message = f"replica mode, but instance {inst.name!r} defines no extension.rse_mount"
+        elif rse_mount not in p.mounts:
+            message = f"replica mode needs mount {rse_mount!r} (instance {inst.name!r}) in mounts"
+        else:
+            continue
+        problems.append(lp.problem(("rucio", "mode"), message))
     return problems

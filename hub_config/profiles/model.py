@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from ..modelbase import MEMORY_PATTERN, K8sName, NonEmptyStr, Strict, Toleration
 
@@ -149,12 +149,25 @@ class ProfileRucio(Strict):
     """Which Rucio instances a profile's servers get, and in which extension mode."""
 
     enabled: bool = Field(True, description="Give these servers Rucio config and tokens.")
-    instances: list[K8sName] | None = Field(None, description="Instance names; null means all configured.")
+    instances: list[K8sName] | None = Field(
+        None,
+        description="Instance names; null means all configured. An empty list is refused: "
+        "use `enabled: false` for no Rucio.",
+    )
     mode: Literal["download", "replica"] | None = Field(
         None,
         description="Extension mode; null means replica where the instance's RSE mount is in `mounts`, "
         "download otherwise.",
     )
+
+    @field_validator("instances")
+    @classmethod
+    def _not_empty(cls, value: list[str] | None) -> list[str] | None:
+        # `[]` read as "every instance" by one consumer and "none" by another; neither is obvious
+        # to an admin, so it is refused with the spelling that says what they mean.
+        if value is not None and not value:
+            raise ValueError("an empty list is refused: use `enabled: false` for no Rucio (null: every instance)")
+        return value
 
 
 class Profile(Strict):

@@ -1,7 +1,8 @@
 """Rucio for every notebook: the files the hub writes into a per-server Secret, and the tokens in them.
 
 Pure pieces (no I/O): :mod:`.account` (which Rucio account), :mod:`.render` (``rucio.cfg``, token
-file, rucio-jupyterlab config, extension modes), :mod:`.secret` (the Secret, its volume, the env).
+file, rucio-jupyterlab config), :mod:`.selection` (which instances and extension modes a profile
+gets: the one place that decides it), :mod:`.secret` (the Secret, its volume, the env).
 I/O: :mod:`.tokens` (exchange/refresh at the IdP, tornado). :mod:`.errors` names every failure
 without carrying a secret. The Kubernetes side is :mod:`hub_config.kube`.
 """
@@ -24,11 +25,9 @@ from .errors import (
 from .render import (
     ExtensionMode,
     cfg_key,
-    extension_modes,
     render_extension_config,
     render_rucio_cfg,
     render_token_file,
-    selected_instances,
     token_key,
 )
 from .secret import (
@@ -42,6 +41,7 @@ from .secret import (
     secret_name_for,
     token_path,
 )
+from .selection import extension_modes, gets_rucio, instances_for, unknown_instances
 from .tokens import TokenSet, exchange_token, refresh_tokens
 
 __all__ = [
@@ -68,6 +68,8 @@ __all__ = [
     "env_for",
     "exchange_token",
     "extension_modes",
+    "gets_rucio",
+    "instances_for",
     "jwt_claims",
     "jwt_expiry",
     "refresh_tokens",
@@ -75,8 +77,8 @@ __all__ = [
     "render_rucio_cfg",
     "render_token_file",
     "secret_name_for",
-    "selected_instances",
     "token_key",
     "token_path",
+    "unknown_instances",
     "validate_account",
 ]

@@ -19,8 +19,7 @@ from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from ..jwt import parse_compact_jws
-from ..profiles.model import Profile
-from ..settings.rucio import RucioInstance, RucioSettings
+from ..settings.rucio import RucioInstance
 from .account import account_for
 from .errors import ExtensionConfigError, UnsafeValue
 
@@ -28,11 +27,9 @@ __all__ = [
     "ExtensionMode",
     "account_for",
     "cfg_key",
-    "extension_modes",
     "render_extension_config",
     "render_rucio_cfg",
     "render_token_file",
-    "selected_instances",
     "token_key",
 ]
 
@@ -113,45 +110,6 @@ def render_token_file(token: str) -> bytes:
     return token.encode("ascii")
 
 
-def selected_instances(rucio: RucioSettings, profile: Profile) -> list[RucioInstance]:
-    """The instances a profile's servers get, in settings order (none when the profile disables Rucio)."""
-    if not profile.rucio.enabled:
-        return []
-    wanted = profile.rucio.instances
-    return [i for i in rucio.instances if wanted is None or i.name in wanted]
-
-
-def _can_replicate(instance: RucioInstance) -> bool:
-    ext = instance.extension
-    return ext.destination_rse is not None and ext.rse_mount_path is not None
-
-
-def extension_modes(rucio: RucioSettings, profile: Profile) -> dict[str, ExtensionMode]:
-    """Extension mode per selected instance for servers of ``profile``.
-
-    Replica mode reads files straight from where the RSE is mounted in the notebook, so it only
-    works when the profile mounts that storage: the profile's explicit ``rucio.mode`` wins,
-    otherwise replica when the instance is configured for replica and its ``rse_mount`` is in the
-    profile's ``mounts``, else download. A profile forcing replica on an instance that has no
-    RSE configured (``destination_rse``/``rse_mount_path``) gets download for that instance:
-    the extension would refuse replica mode without them.
-    """
-    modes: dict[str, ExtensionMode] = {}
-    for inst in selected_instances(rucio, profile):
-        ext = inst.extension
-        mode: ExtensionMode
-        if profile.rucio.mode is not None:
-            mode = profile.rucio.mode
-        elif ext.mode == "replica" and ext.rse_mount is not None and ext.rse_mount in profile.mounts:
-            mode = "replica"
-        else:
-            mode = "download"
-        if mode == "replica" and not _can_replicate(inst):
-            mode = "download"
-        modes[inst.name] = mode
-    return modes
-
-
 def _instance_config(inst: RucioInstance, mode: ExtensionMode, token_path: str) -> dict[str, Any]:
     ext = inst.extension
     out: dict[str, Any] = {
@@ -201,7 +159,7 @@ def render_extension_config(
 
     ``oidc_auth: file`` points the extension at the same token file the client uses: it re-reads
     the file when the cached token expires, so rotation in place reaches it (``env`` never would).
-    ``modes`` comes from :func:`extension_modes`; ``token_path_for(name)`` gives the absolute
+    ``modes`` comes from :func:`.selection.extension_modes`; ``token_path_for(name)`` gives the absolute
     token path in the notebook. The result validates against the extension's own JSON schema.
     """
     names = [i.name for i in instances]

@@ -36,6 +36,7 @@ __all__ = [
     "build_rucio_secret",
     "build_secret_volume",
     "env_for",
+    "owner_reference",
     "secret_name_for",
     "token_path",
 ]
@@ -68,6 +69,14 @@ class OwnerPod:
 
     name: str
     uid: str
+
+
+def owner_reference(owner: OwnerPod) -> dict[str, Any]:
+    """The ``ownerReferences`` entry that makes the pod own a Secret (the one place it is built).
+
+    ``blockOwnerDeletion: false``: the pod's deletion never waits for the Secret's.
+    """
+    return {"apiVersion": "v1", "kind": "Pod", "name": owner.name, "uid": owner.uid, "blockOwnerDeletion": False}
 
 
 def secret_name_for(pod_name: str) -> str:
@@ -145,9 +154,7 @@ def build_rucio_secret(
 
     metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": _labels(labels)}
     if owner is not None:
-        metadata["ownerReferences"] = [
-            {"apiVersion": "v1", "kind": "Pod", "name": owner.name, "uid": owner.uid, "blockOwnerDeletion": False}
-        ]
+        metadata["ownerReferences"] = [owner_reference(owner)]
     return {
         "apiVersion": "v1",
         "kind": "Secret",

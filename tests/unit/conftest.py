@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hub_config.profiles import LoadedProfile, load_profiles
+from hub_config.profiles.loader import LoadedProfile, load_profiles
 from hub_config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,15 +7,16 @@ from typing import Any
 import pytest
 from kubespawner import KubeSpawner
 
-from hub_config.profiles import LoadedProfile, profile_list_for
 from hub_config.profiles.kubespawner import (
     RENAMED_OPTION_KEYS,
     ChoiceError,
     image_ref,
     normalize_user_options,
+    profile_list_for,
     resolve_overrides,
     to_profile_entry,
 )
+from hub_config.profiles.loader import LoadedProfile
 from hub_config.profiles.model import memory_bytes
 from hub_config.settings import Settings
 from tests.support.expected import assert_matches_stored

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from hub_config.errors import ConfigError
-from hub_config.profiles import LoadedProfile, Profile, load_profile_text, load_profiles
+from hub_config.profiles.loader import LoadedProfile, load_profile_text, load_profiles
+from hub_config.profiles.model import Profile
 from hub_config.settings import Settings
 
 GOOD = {

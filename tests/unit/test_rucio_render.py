@@ -41,11 +41,11 @@ from hub_config.rucio import (
     build_secret_volume,
     env_for,
     extension_modes,
+    instances_for,
     render_extension_config,
     render_rucio_cfg,
     render_token_file,
     secret_name_for,
-    selected_instances,
     token_path,
 )
 from hub_config.settings import Settings
@@ -317,7 +317,7 @@ def test_extension_modes_follow_profile_mounts(settings: Settings) -> None:
     assert extension_modes(rucio, _profile("off", rucio={"enabled": False})) == {}
     only_cta = _profile("cta-only", mounts=["eos"], rucio={"instances": ["cta"]})
     assert extension_modes(rucio, only_cta) == {"cta": "download"}
-    assert [i.name for i in selected_instances(rucio, only_cta)] == ["cta"]
+    assert [i.name for i in instances_for(rucio, only_cta)] == ["cta"]
 
 
 @pytest.mark.parametrize("profile", [HEP, TUTORIAL], ids=lambda p: p.slug)
@@ -353,7 +353,7 @@ def test_extension_download_mode_needs_ca_cert(settings: Settings) -> None:
 
 def _alice_secret(settings: Settings, **kw: Any) -> dict[str, Any]:
     rucio = settings.rucio
-    insts = selected_instances(rucio, HEP)
+    insts = instances_for(rucio, HEP)
     return build_rucio_secret(
         rucio,
         insts,

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from traitlets.config import Config
 
+from hub_config.pod import security_contexts
 from hub_config.profiles.source import ProfileSource
 from hub_config.settings import Settings
-from hub_config.spawner import DatalakeSpawner, apply_spawner, runtime_exceeded, security_contexts
+from hub_config.spawner import DatalakeSpawner, apply_spawner, runtime_exceeded
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,8 +74,7 @@ async def test_profile_list_follows_groups(reference_settings: Settings) -> None
 
 async def test_every_spawner_shares_the_hubs_single_services(reference_settings: Settings) -> None:
     """traitlets deep-copies config values per spawner: the rotator, provisioner and profiles must not be copied."""
-    from hub_config.hooks.rotation import Rotator
-    from hub_config.hooks.rucio import RucioProvisioner
+    from hub_config.rucio_service import Rotator, RucioProvisioner
 
     source = ProfileSource(reference_settings)
     rotator = Rotator(margin=60, interval=10, concurrency=4)
@@ -151,15 +151,7 @@ async def test_refusals_happen_before_kubespawner(
         (["escape"], {"profile": "hep", "cores": "8", "memory": "32G"}),
         (["escape", "escape/gpu"], {"profile": "gpu", "gpus": "2"}),
         (["escape"], {"profile": "full", "image_tag--unlisted-choice": "2025.06"}),
-        pytest.param(
-            ["escape"],
-            {"profile": "full", "image--unlisted-choice": "2025.06"},
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="old option keys reach KubeSpawner only once DatalakeSpawner._load_user_options sets "
-                "self.user_options = normalize_user_options(...) (pending in hub_config/spawner.py)",
-            ),
-        ),
+        (["escape"], {"profile": "full", "image--unlisted-choice": "2025.06"}),  # the old key, for one release
     ],
 )
 async def test_preview_pod_matches_kubespawners_manifest(
@@ -169,7 +161,7 @@ async def test_preview_pod_matches_kubespawners_manifest(
     from kubernetes_asyncio.client import ApiClient
 
     from hub_config.preview import pod_fragment
-    from hub_config.profiles import profile_list_for
+    from hub_config.profiles.kubespawner import profile_list_for
 
     data = reference_settings.model_dump()
     data["rucio"] = {"instances": []}  # no IdP here; the Rucio mount is covered by the Rucio tests
@@ -204,11 +196,6 @@ async def test_preview_pod_matches_kubespawners_manifest(
         assert manifest["metadata"]["annotations"][key] == value
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="apply_spawner must merge startup_script_env(settings.spawner) into k.environment "
-    "(pending in hub_config/spawner.py)",
-)
 async def test_pod_env_names_the_startup_script(reference_settings: Settings) -> None:
     """`spawner.startup_script` reaches the pod as DATALAKE_STARTUP_SCRIPT, the image hook's only source."""
     from hub_config.settings import startup_script_env

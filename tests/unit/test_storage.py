@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from hub_config.profiles import LoadedProfile, Profile
+from hub_config.profiles.loader import LoadedProfile
+from hub_config.profiles.model import Profile
 from hub_config.settings import Settings
 from hub_config.storage import build_storage, pvc_settings
 from tests.support.expected import assert_matches_stored

@@ -81,15 +81,3 @@ def test_yaml_like_text_gives_a_document_or_our_error(text: str) -> None:
         parse_yaml(text, "fuzz.yaml")
     except ConfigError as err:
         assert all(p.source == "fuzz.yaml" for p in err.problems)
-
-
-def test_profiles_load_without_the_settings_model() -> None:
-    """The file:line helpers live with the YAML reader, so profiles never import settings (no cycle)."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, hub_config.profiles\n"
-        "assert not [m for m in sys.modules if m.startswith('hub_config.settings')], sorted(sys.modules)\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,177 @@
+"""One server's Rucio credentials from spawn to stop: the object that creates the Secret owns it.
+
+:class:`ServerRucio` provisions the server's Secret at spawn, makes the pod own it once the pod
+exists, hands the server to the rotator, and deletes the Secret at stop, except when KubeSpawner
+stops a pod only to create it again (its kill-and-retry while starting), whose new pod must find
+the Secret written for this start. The spawner creates one per server and calls it at those
+points; it holds no Secret name, store or owner reference itself. Whether a server gets Rucio at
+all is :func:`hub_config.rucio.selection.gets_rucio`'s call, here as in the pod wiring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..kube import KubeError, SecretStore
+from ..profiles.model import Profile
+from ..rucio.secret import OwnerPod, owner_reference, secret_name_for
+from ..rucio.selection import gets_rucio
+from .provisioner import Provisioned, RucioProvisioner
+from .rotator import Rotator
+
+__all__ = ["ServerRucio"]
+
+log = logging.getLogger(__name__)
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
+"""Fire-and-forget tasks (owner patches), referenced until done so they are not collected."""
+
+SERVER_LABEL = "datalake-hub.io/server"
+"""Label on the Secret naming its server's pod (truncated to a label value)."""
+
+
+class ServerRucio:
+    """The Rucio Secret of one server (one pod name), and everything done to it."""
+
+    def __init__(
+        self,
+        provisioner: RucioProvisioner,
+        rotator: Rotator | None,
+        *,
+        api_client: Any,
+        namespace: str,
+        pod_name: str,
+        user: Any,
+        profile_of: Callable[[], Awaitable[Profile | None]],
+    ) -> None:
+        """``user``: JupyterHub's ``User`` (name, auth state, authenticator for refreshes).
+
+        ``profile_of``: the server's profile when it is not known from this spawn (after a hub
+        restart), or None when it is no longer offered.
+        """
+        self._provisioner = provisioner
+        self._rotator = rotator
+        self._store = SecretStore(api_client)
+        self._namespace = namespace
+        self._pod_name = pod_name
+        self._user = user
+        self._profile_of = profile_of
+        self._profile: Profile | None = None
+        self._resume_decided = False
+
+    @property
+    def secret_name(self) -> str:
+        """The Secret's name, for the pod's volume: ``<pod_name>-rucio``."""
+        return secret_name_for(self._pod_name)
+
+    @property
+    def key(self) -> str:
+        """The rotator's key for this server."""
+        return f"{self._namespace}/{self._pod_name}"
+
+    def _wanted(self, profile: Profile) -> bool:
+        return gets_rucio(self._provisioner.settings.rucio, profile)
+
+    async def start(self, profile: Profile) -> list[str]:
+        """Fill the Secret for a server of ``profile``; the progress messages the user should see.
+
+        A failure is a message, never a failed spawn (the volume is optional). A server that got
+        tokens is handed to the rotator.
+        """
+        self._profile = profile
+        self._resume_decided = True
+        if not self._wanted(profile):
+            return []
+        result = await self.provision(profile)
+        messages = []
+        for warning in result.warnings:
+            log.warning("Rucio for %s: %s", self._pod_name, warning)
+            messages.append(f"Rucio access is unavailable: {warning}")
+        if result.instances:
+            instances = self._provisioner.settings.rucio.instances
+            names = ", ".join(i.display_name for i in instances if i.name in result.instances)
+            messages.append(f"Rucio client configured for {names}")
+            if self._rotator is not None:
+                self._rotator.track(self.key, self.rotate, result.expires_at)
+        return messages
+
+    async def provision(self, profile: Profile, *, existing: bool = False) -> Provisioned:
+        """Exchange, render and write the Secret (``existing``: patch it, as a rotation does)."""
+        return await self._provisioner.provision(
+            store=self._store,
+            namespace=self._namespace,
+            secret_name=self.secret_name,
+            username=self._user.name,
+            auth_state=await self._user.get_auth_state(),
+            profile=profile,
+            labels={SERVER_LABEL: self._pod_name[:63].rstrip("-._")},
+            existing=existing,
+        )
+
+    def pod_created(self, pod_uid: str) -> None:
+        """The pod now has a uid: make it own the Secret (deleted with the pod, whoever deletes it).
+
+        Done in the background: KubeSpawner awaits its after-pod-created hook before it starts
+        waiting for the pod, and the owner reference is only a safety net (the Secret is deleted
+        at stop anyway), so an API server slow to answer the patch must not delay the server.
+        """
+        if self._profile is None or not self._wanted(self._profile):
+            return
+        task = asyncio.get_running_loop().create_task(self._own(pod_uid))
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+
+    async def _own(self, pod_uid: str) -> None:
+        reference = owner_reference(OwnerPod(name=self._pod_name, uid=pod_uid))
+        try:
+            await self._store.set_owner(self._namespace, self.secret_name, reference)
+        except KubeError as err:  # the Secret is still deleted at stop
+            log.warning("Could not make %s own its Rucio Secret: %s", self._pod_name, err)
+
+    async def rotate(self) -> float | None:
+        """Rotator callback: fresh IAM tokens (refresh if near expiry), new exchange, patched Secret."""
+        refreshed = await self._user.authenticator.refresh_user(self._user)
+        if refreshed is False:
+            raise RuntimeError("the user's IAM session ended (refresh token rejected); they must sign in again")
+        profile = self._profile or await self._profile_of()
+        if profile is None:
+            raise RuntimeError("the server's profile is no longer offered to the user")
+        result = await self.provision(profile, existing=True)
+        if not result.instances:
+            raise RuntimeError("; ".join(result.warnings) or "no Rucio instance could be configured")
+        return result.expires_at
+
+    async def resume(self) -> None:
+        """The server runs but is not rotated (the hub restarted, or the spawn got no token): rotate it.
+
+        Due at once, so a server whose provisioning failed at spawn is retried by the rotator.
+        Servers whose profile gets no Rucio are left alone (decided once per server).
+        """
+        if self._rotator is None or self._rotator.tracked(self.key) is not None:
+            return
+        if not self._resume_decided:
+            self._profile = self._profile or await self._profile_of()
+            self._resume_decided = True
+        if self._profile is not None and self._wanted(self._profile):
+            self._rotator.track(self.key, self.rotate, None)
+
+    async def stop(self, stop_pod: Callable[[], Awaitable[None]], *, retrying_start: bool) -> None:
+        """Stop rotating, let ``stop_pod`` stop the pod, then delete the Secret.
+
+        ``retrying_start``: KubeSpawner stops the pod while still starting (its create timed out
+        but the pod was made, or an old pod had the name) and will create a new one, which must
+        still find the Secret written for this start: only the pod is stopped.
+        """
+        if retrying_start:
+            await stop_pod()
+            return
+        if self._rotator is not None:
+            self._rotator.untrack(self.key)
+        await stop_pod()
+        try:
+            await self._store.delete(self._namespace, self.secret_name)
+        except KubeError as err:
+            log.warning("Could not delete the Rucio Secret of %s: %s", self._pod_name, err)
