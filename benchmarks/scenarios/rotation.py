@@ -18,19 +18,18 @@ moment the token entered the rotation margin.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import secrets
 import time
 import types
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 from kubernetes_asyncio import client as kclient
 from kubernetes_asyncio import config as kconfig
-from localplatform.idp import login_via_http, register_client
+from localplatform.clients import REDIRECT, code_login
+from localplatform.idp import register_client
 from tornado.httpclient import AsyncHTTPClient
 from traitlets.config import Config
 
@@ -49,47 +48,25 @@ BENCH_PROFILE = PROFILES / "bench.yaml"
 
 __all__ = ["rotation"]
 
-REDIRECT = "http://127.0.0.1:9/hub/oauth_callback"
 SCOPE = "openid profile email offline_access wlcg.groups"
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
-
-
-def _code_login(idp: dict[str, Any], client_id: str, secret: str, user: dict[str, Any]) -> dict[str, Any]:
-    """Authorization code + PKCE with consent, redeemed like the hub does (see tests/support/oidc.py)."""
-    session = requests.Session()
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    query = {
-        "client_id": client_id,
-        "redirect_uri": REDIRECT,
-        "response_type": "code",
-        "scope": SCOPE,
-        "state": "st",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        "prompt": "consent",
-    }
-    session.verify = idp["ca"]  # set-up traffic: the IdP's CA alone is cheaper to load (see stack.client_ca)
-    resp = login_via_http(
-        session,
-        f"{idp['authorization_endpoint']}?{urlencode(query)}",
-        user["username"],
-        user["password"],
-        stop_at=REDIRECT,
-    )
-    code = parse_qs(urlsplit(resp.headers["location"]).query)["code"][0]
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": verifier}
-    token = requests.post(idp["token_endpoint"], auth=(client_id, secret), data=data, verify=idp["ca"], timeout=30)
-    token.raise_for_status()
-    body: dict[str, Any] = token.json()
-    return body
 
 
 def _login_retrying(idp: dict[str, Any], client_id: str, secret: str, user: dict[str, Any]) -> dict[str, Any]:
     """Set-up, not measured: the single-threaded test IdP may time out under load; try three times."""
     for attempt in range(3):
         try:
-            return _code_login(idp, client_id, secret, user)
+            # Set-up traffic: the IdP's CA alone is cheaper to load (see stack.client_ca).
+            return code_login(
+                idp,
+                user["username"],
+                user["password"],
+                client_id=client_id,
+                client_secret=secret,
+                scope=SCOPE,
+                verify=idp["ca"],
+                timeout=30,
+            )
         except requests.RequestException:
             if attempt == 2:
                 raise
