@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .base import CACHE_DIR, PlatformError, free_port, spawn, stop_pidfile, wait_http, write_json
+from .base import CACHE_DIR, PlatformError, Proc, free_port, spawn, stop_pidfile, wait_http, write_json
 
 __all__ = [
     "NAME",
@@ -379,45 +379,30 @@ def _store_bootstrap(paths: dict[str, Path], key: str, password: str, result: di
     meta.chmod(0o600)
 
 
-def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
-    """Start (or reuse) the server; return the ``rucio_server`` section of ``platform.json``."""
-    idp: dict[str, Any] = dict(info.get("idp") or {})
-    paths = _paths(state)
-    venv = ensure_server_venv()
-    users = fixture_users(idp)
-    fingerprint = _fingerprint(idp, users, venv)
-    if paths["section"].exists() and paths["pidfile"].exists():
-        previous: dict[str, Any] = json.loads(paths["section"].read_text())
-        if previous.get("fingerprint") == fingerprint and _ping(previous["url"]):
-            log.info("rucio server already up at %s", previous["url"])
-            return previous
-    down(state)
-    started = time.monotonic()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    paths["home"].mkdir(parents=True, exist_ok=True)
-    spec = {
-        "rse": RSE_NAME,
-        "rse_dir": str(paths["rse_dir"]),
-        "issuer": idp.get("issuer"),
-        "users": users,
-        "shared_scope": SHARED_SCOPE,
-    }
-    key = _bootstrap_key(spec, venv)
-    cached = _cached_bootstrap(paths, key)
-    password = cached["password"] if cached else secrets.token_hex(16)
-    paths = _write_config(state, venv, idp, port, password)
-    env = _server_env(paths, venv, idp)
+def _reusable(paths: dict[str, Path], fingerprint: str) -> dict[str, Any] | None:
+    """The running server's section, if it was set up from the same IdP, users and venv."""
+    if not (paths["section"].exists() and paths["pidfile"].exists()):
+        return None
+    previous: dict[str, Any] = json.loads(paths["section"].read_text())
+    if previous.get("fingerprint") == fingerprint and _ping(previous["url"]):
+        log.info("rucio server already up at %s", previous["url"])
+        return previous
+    return None
+
+
+def _fresh_db(paths: dict[str, Path], key: str, cached: dict[str, Any] | None) -> None:
+    """Start from the cached bootstrapped DB when there is one, else from nothing (and no RSE files)."""
     paths["db"].unlink(missing_ok=True)
     if cached:
         shutil.copyfile(paths["dbcache"] / f"{key}.db", paths["db"])
     else:
         shutil.rmtree(paths["rse_dir"], ignore_errors=True)
         paths["rse_dir"].mkdir(parents=True)
-    paths["spec"].write_text(json.dumps(spec, indent=2))
-    # The server imports lazily touch the DB only on the first request, so start it first and
-    # bootstrap meanwhile: the two slow parts (each mostly Python imports) overlap.
-    proc = spawn(
+
+
+def _spawn_server(state: Path, venv: Path, port: int, env: dict[str, str], home: Path) -> Proc:
+    """The REST API under flask's own server: enough for one test run, and quick to start."""
+    return spawn(
         NAME,
         [
             venv / "bin" / "flask",
@@ -432,19 +417,15 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
         ],
         state,
         env=env,
-        cwd=paths["home"],
+        cwd=home,
     )
-    try:
-        if cached:
-            result: dict[str, Any] = cached["result"]
-        else:
-            result = _bootstrap(venv, paths, env)
-            _store_bootstrap(paths, key, password, result)
-        wait_http("rucio server /ping", f"{url}/ping", timeout=_START_TIMEOUT, proc=proc, ok_status=lambda s: s == 200)
-    except BaseException:
-        down(state)
-        raise
-    section: dict[str, Any] = {
+
+
+def _section(
+    url: str, proc: Proc, paths: dict[str, Path], venv: Path, idp: dict[str, Any], result: dict[str, Any]
+) -> dict[str, Any]:
+    """What tests and the hub need to reach the server and know who is in it."""
+    return {
         "url": url,
         "auth_url": url,
         "pid": proc.pid,
@@ -462,9 +443,54 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
         "venv": str(venv),
         "config": str(paths["cfg"]),
         "log": str(proc.log),
-        "root": {"account": "root", "username": ROOT_USERNAME, "password": password},
-        "fingerprint": fingerprint,
     }
+
+
+def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """Start (or reuse) the server; return the ``rucio_server`` section of ``platform.json``."""
+    idp: dict[str, Any] = dict(info.get("idp") or {})
+    paths = _paths(state)
+    venv = ensure_server_venv()
+    users = fixture_users(idp)
+    fingerprint = _fingerprint(idp, users, venv)
+    reused = _reusable(paths, fingerprint)
+    if reused is not None:
+        return reused
+    down(state)
+    started = time.monotonic()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    paths["home"].mkdir(parents=True, exist_ok=True)
+    spec = {
+        "rse": RSE_NAME,
+        "rse_dir": str(paths["rse_dir"]),
+        "issuer": idp.get("issuer"),
+        "users": users,
+        "shared_scope": SHARED_SCOPE,
+    }
+    key = _bootstrap_key(spec, venv)
+    cached = _cached_bootstrap(paths, key)
+    password = cached["password"] if cached else secrets.token_hex(16)
+    paths = _write_config(state, venv, idp, port, password)
+    env = _server_env(paths, venv, idp)
+    _fresh_db(paths, key, cached)
+    paths["spec"].write_text(json.dumps(spec, indent=2))
+    # The server imports lazily touch the DB only on the first request, so start it first and
+    # bootstrap meanwhile: the two slow parts (each mostly Python imports) overlap.
+    proc = _spawn_server(state, venv, port, env, paths["home"])
+    try:
+        if cached:
+            result: dict[str, Any] = cached["result"]
+        else:
+            result = _bootstrap(venv, paths, env)
+            _store_bootstrap(paths, key, password, result)
+        wait_http("rucio server /ping", f"{url}/ping", timeout=_START_TIMEOUT, proc=proc, ok_status=lambda s: s == 200)
+    except BaseException:
+        down(state)
+        raise
+    section = _section(url, proc, paths, venv, idp, result)
+    section["root"] = {"account": "root", "username": ROOT_USERNAME, "password": password}
+    section["fingerprint"] = fingerprint
     write_json(paths["section"], section)
     paths["section"].chmod(0o600)
     log.info("rucio server up at %s in %.1fs", url, time.monotonic() - started)
