@@ -185,6 +185,106 @@ def rotation(
     }
 
 
+class _Hub:
+    """The hub's side of rotation, built as the hub builds it from the same settings."""
+
+    def __init__(self, info: dict[str, Any], settings: Settings, client_secret: str) -> None:
+        idp = info["idp"]
+        endpoints = OIDCEndpoints(
+            authorize_url=idp["authorization_endpoint"],
+            token_url=idp["token_endpoint"],
+            userdata_url=idp["userinfo_endpoint"],
+            end_session_url=None,
+            jwks_uri=idp["jwks_uri"],
+        )
+        c = Config()
+        apply_auth(c, settings.iam, endpoints=endpoints, client_secret=client_secret)
+        self.authenticator = DatalakeOAuthenticator(config=c)
+        self.provisioner = RucioProvisioner(
+            settings,
+            token_url=idp["token_endpoint"],
+            client_id=settings.iam.client_id,
+            client_secret=client_secret,
+            ca_bundle=idp["ca_bundle"],
+        )
+        rucio = settings.rucio
+        self.rotator = Rotator(
+            margin=rucio.refresh_margin_seconds,
+            interval=rucio.check_interval_seconds,
+            concurrency=rucio.max_concurrent_rotations,
+        )
+        from hub_config.profiles.loader import load_profile_text
+
+        self.profile = load_profile_text((BENCH_PROFILE).read_text(), "bench.yaml").profile
+        self.namespace = info["controlplane"]["namespace"]
+        self.lags: list[float] = []
+        self.failures: list[str] = []
+
+    def servers(self, users: list[dict[str, Any]], tokens: list[dict[str, Any]], api_client: Any) -> list[_Server]:
+        """One server per user, its IdP tokens in memory as the hub's decrypted auth state."""
+        servers = []
+        for u, tok in zip(users, tokens, strict=True):
+            state = {
+                "access_token": tok["access_token"],
+                "refresh_token": tok.get("refresh_token"),
+                "id_token": tok.get("id_token"),
+                "oauth_user": {"preferred_username": u["username"], "sub": u["sub"]},
+            }
+            user = _User(u["username"], self.authenticator, state)
+            servers.append(_Server(user, self.namespace, self.provisioner, api_client, self.profile))
+        return servers
+
+    def _timed(self, server: _Server) -> tuple[str, Any]:
+        """The rotation the Rotator calls, recording its lag behind the due time and its failures."""
+        key = f"{self.namespace}/{server.pod_name}"
+
+        async def rotate() -> float | None:
+            tracked = self.rotator.tracked(key)
+            due = tracked.expires_at - self.rotator.margin if tracked and tracked.expires_at else None
+            try:
+                exp = await server.rotate()
+            except Exception as err:
+                self.failures.append(type(err).__name__)
+                raise
+            if due is not None:
+                self.lags.append(time.time() - due)
+            return exp
+
+        return key, rotate
+
+    async def spawn(self, server: _Server, sem: asyncio.Semaphore) -> None:
+        """What the hub does at spawn: refresh if due, provision the Secret, hand it to the Rotator."""
+        async with sem:
+            # As the hub does before a spawn (refresh_pre_spawn): a token that expired while the
+            # other sessions were logging in is refreshed first.
+            await self.authenticator.refresh_user(server.user)
+            result = await server._provision(self.profile)
+        if not result.instances:
+            self.failures.append("provision:" + ";".join(result.warnings)[:80])
+            return
+        key, rotate = self._timed(server)
+        self.rotator.track(key, rotate, result.expires_at)
+
+
+async def _window(info: dict[str, Any], seconds: float) -> tuple[dict[str, int], dict[str, int], float, float]:
+    """Let the Rotator work for ``seconds``; return the API's request-count delta, IdP calls, CPU, wall."""
+    kube = Kube(info)
+    calls = _IdPCalls(info["idp"]["issuer"])
+    loop = asyncio.get_running_loop()
+    before = await loop.run_in_executor(None, kube.request_counts)
+    calls.install()
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        cpu = time.process_time() - cpu0
+        wall = time.monotonic() - wall0
+        calls.uninstall()
+    after = await loop.run_in_executor(None, kube.request_counts)
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) - before.get(k, 0)}
+    return delta, calls.counts, cpu, wall
+
+
 async def _run(
     info: dict[str, Any],
     settings: Settings,
@@ -193,109 +293,30 @@ async def _run(
     tokens: list[dict[str, Any]],
     window: float,
 ) -> dict[str, Any]:
-    idp = info["idp"]
-    endpoints = OIDCEndpoints(
-        authorize_url=idp["authorization_endpoint"],
-        token_url=idp["token_endpoint"],
-        userdata_url=idp["userinfo_endpoint"],
-        end_session_url=None,
-        jwks_uri=idp["jwks_uri"],
-    )
-    c = Config()
-    apply_auth(c, settings.iam, endpoints=endpoints, client_secret=client_secret)
-    authenticator = DatalakeOAuthenticator(config=c)
-    provisioner = RucioProvisioner(
-        settings,
-        token_url=idp["token_endpoint"],
-        client_id=settings.iam.client_id,
-        client_secret=client_secret,
-        ca_bundle=idp["ca_bundle"],
-    )
+    hub = _Hub(info, settings, client_secret)
     kcfg = kclient.Configuration()
     await kconfig.load_kube_config(config_file=info["controlplane"]["hub_kubeconfig"], client_configuration=kcfg)
     api_client = kclient.ApiClient(kcfg)
-    from hub_config.profiles.loader import load_profile_text
-
-    profile = load_profile_text((BENCH_PROFILE).read_text(), "bench.yaml").profile
-    namespace = info["controlplane"]["namespace"]
-    servers = []
-    for u, tok in zip(users, tokens, strict=True):
-        state = {
-            "access_token": tok["access_token"],
-            "refresh_token": tok.get("refresh_token"),
-            "id_token": tok.get("id_token"),
-            "oauth_user": {"preferred_username": u["username"], "sub": u["sub"]},
-        }
-        servers.append(_Server(_User(u["username"], authenticator, state), namespace, provisioner, api_client, profile))
+    servers = hub.servers(users, tokens, api_client)
 
     # "Spawn": every server gets its Secret (bounded, like a storm would), then is tracked.
     sem = asyncio.Semaphore(16)
-    rucio = settings.rucio
-    rotator = Rotator(
-        margin=rucio.refresh_margin_seconds,
-        interval=rucio.check_interval_seconds,
-        concurrency=rucio.max_concurrent_rotations,
-    )
-    lags: list[float] = []
-    failures: list[str] = []
-
-    def timed(server: _Server) -> Any:
-        key = f"{namespace}/{server.pod_name}"
-
-        async def rotate() -> float | None:
-            tracked = rotator.tracked(key)
-            due = tracked.expires_at - rotator.margin if tracked and tracked.expires_at else None
-            try:
-                exp = await server.rotate()
-            except Exception as err:
-                failures.append(type(err).__name__)
-                raise
-            if due is not None:
-                lags.append(time.time() - due)
-            return exp
-
-        return key, rotate
-
-    async def spawn(server: _Server) -> None:
-        async with sem:
-            # As the hub does before a spawn (refresh_pre_spawn): a token that expired while the
-            # other sessions were logging in is refreshed first.
-            await authenticator.refresh_user(server.user)
-            result = await server._provision(profile)
-        if not result.instances:
-            failures.append("provision:" + ";".join(result.warnings)[:80])
-            return
-        key, rotate = timed(server)
-        rotator.track(key, rotate, result.expires_at)
-
     t = time.monotonic()
-    await asyncio.gather(*(spawn(s) for s in servers))
+    await asyncio.gather(*(hub.spawn(s, sem) for s in servers))
     spawn_seconds = time.monotonic() - t
 
-    kube = Kube(info)
-    calls = _IdPCalls(idp["issuer"])
-    loop = asyncio.get_running_loop()
-    before = await loop.run_in_executor(None, kube.request_counts)
-    calls.install()
-    cpu0, wall0 = time.process_time(), time.monotonic()
-    try:
-        await asyncio.sleep(window)
-    finally:
-        cpu = time.process_time() - cpu0
-        wall = time.monotonic() - wall0
-        calls.uninstall()
-    after = await loop.run_in_executor(None, kube.request_counts)
-    await rotator.close()
+    delta, idp_calls, cpu, wall = await _window(info, window)
+    await hub.rotator.close()
     # Clean up the Secrets (label set by _provision: datalake-hub.io/server=rot-...).
-    await loop.run_in_executor(None, kube.delete_secrets, "datalake-hub.io/server")
+    await asyncio.get_running_loop().run_in_executor(None, Kube(info).delete_secrets, "datalake-hub.io/server")
     await api_client.close()
 
-    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) - before.get(k, 0)}
     writes = sum(v for k, v in delta.items() if k.split()[0] in WRITE_VERBS)
     n = len(servers)
     lifetimes = wall / settings_ttl(tokens)
-    idp_total = sum(calls.counts.values())
-    rotations = len(lags)
+    idp_total = sum(idp_calls.values())
+    rotations = len(hub.lags)
+    failures = hub.failures
     return {
         "spawn_provision_s": round(spawn_seconds, 1),
         "window_s": round(wall, 1),
@@ -305,11 +326,11 @@ async def _run(
         "k8s_writes": writes,
         "k8s_writes_per_user_per_lifetime": round(writes / n / lifetimes, 3),
         "k8s_writes_per_rotation": round(writes / rotations, 3) if rotations else None,
-        "idp_calls": calls.counts,
+        "idp_calls": idp_calls,
         "idp_calls_per_user_per_lifetime": round(idp_total / n / lifetimes, 3),
         "idp_calls_per_rotation": round(idp_total / rotations, 3) if rotations else None,
         "cpu_share_of_core": round(cpu / wall, 4),
-        "rotation_lag_s": summary(lags, 2),
+        "rotation_lag_s": summary(hub.lags, 2),
     }
 
 
