@@ -2,7 +2,9 @@
 
 One home for these calls, so a test and a benchmark that say "log alice in" do the same thing:
 the platform tests, ``tests/support`` and ``benchmarks/`` all import them from here (both put
-``scripts`` on ``sys.path``). Plain ``requests``, no hub involved.
+``scripts`` on ``sys.path``). The IdP and Rucio REST calls are plain ``requests``, no hub
+involved; :func:`run_rucio` runs the real ``rucio`` CLI from the notebooks' venv, as a session
+does. (The browser's part of a login, the IdP's own forms, is :func:`localplatform.idp.login_via_http`.)
 
 A failed call raises :class:`CallFailed` (a ``requests.RequestException``, so a benchmark's retry
 around set-up traffic catches it like a timeout) with the server's answer in its message.
@@ -12,15 +14,29 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import secrets
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
 from .idp import TOKEN_EXCHANGE_GRANT, login_via_http
+from .rucio_server import client_venv
 
-__all__ = ["ACCESS_TOKEN_TYPE", "REDIRECT", "CallFailed", "code_login", "exchange", "rucio_get"]
+__all__ = [
+    "ACCESS_TOKEN_TYPE",
+    "REDIRECT",
+    "CallFailed",
+    "client_config",
+    "code_login",
+    "exchange",
+    "rucio_get",
+    "run_rucio",
+]
 
 REDIRECT = "http://127.0.0.1:9/hub/oauth_callback"
 """Nothing listens there: the login stops at the redirect carrying the code."""
@@ -121,3 +137,61 @@ def rucio_get(rucio: dict[str, Any], path: str, token: str, *, auth: bool = Fals
     """
     base = rucio["auth_url"] if auth else rucio["url"]
     return requests.get(f"{base}{path}", headers={"X-Rucio-Auth-Token": token}, timeout=30)
+
+
+def client_config(
+    section: dict[str, Any], token_file: str | os.PathLike[str], account: str | None = None, ca_cert: str | None = None
+) -> str:
+    """A minimal client ``rucio.cfg`` for a token file, as a notebook would get one.
+
+    ``auth_token_file_path`` must be absolute (the client does not expand ``~``), and the file must
+    hold the raw JWT without a trailing newline. ``account`` is informational for JWTs (the server
+    maps the token's identity to the account), but the client sends it, so keep it right.
+    """
+    token_path = os.path.abspath(os.fspath(token_file))
+    lines = [
+        "[client]",
+        f"rucio_host = {section['url']}",
+        f"auth_host = {section['auth_url']}",
+        "auth_type = oidc",
+        f"auth_token_file_path = {token_path}",
+        f"account = {account or 'root'}",
+        f"ca_cert = {ca_cert or section.get('ca_bundle') or '/etc/ssl/certs/ca-certificates.crt'}",
+        "request_retries = 1",
+    ]
+    return "\n".join(lines).replace("%", "%%") + "\n"
+
+
+def run_rucio(
+    section: dict[str, Any], args: Sequence[str], rucio_cfg_path: str | os.PathLike[str], timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``rucio`` CLI from the client venv against ``rucio_cfg_path``, as a notebook would.
+
+    The environment drops every ``BEARER_TOKEN*`` variable and ``X509_CERT_DIR`` (the client prefers
+    them over the config file) and points ``XDG_RUNTIME_DIR`` at an empty place, so only the token
+    file named in the config can be used. ``section`` is accepted for symmetry and future use.
+    """
+    del section
+    venv = client_venv()
+    cfg = Path(rucio_cfg_path).resolve()
+    runtime = cfg.parent / ".xdg-runtime"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BEARER_TOKEN") and k not in {"X509_CERT_DIR", "RUCIO_HOME", "VIRTUAL_ENV"}
+    }
+    env.update(
+        RUCIO_CONFIG=str(cfg),
+        XDG_RUNTIME_DIR=str(runtime),
+        PATH=f"{venv / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}",
+    )
+    return subprocess.run(
+        [str(venv / "bin" / "rucio"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )

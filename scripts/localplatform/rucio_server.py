@@ -20,7 +20,7 @@ with ``user.alice`` → ``user/alice``), ``accounts`` {username: account}, ``ski
 ``venv``, ``config`` (server rucio.cfg), ``log``, ``root`` {account, username, password} (userpass),
 ``fingerprint``.
 
-Tests use :func:`client_config` and :func:`run_rucio` to act as a notebook's ``rucio`` CLI.
+Tests act as a notebook's ``rucio`` CLI with :func:`localplatform.clients.run_rucio`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +46,10 @@ from .base import CACHE_DIR, PlatformError, Proc, free_port, spawn, stop_pidfile
 __all__ = [
     "NAME",
     "RSE_NAME",
-    "client_config",
     "client_venv",
     "down",
     "ensure_server_venv",
     "fixture_users",
-    "run_rucio",
     "up",
 ]
 
@@ -500,64 +497,3 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
 def down(state: Path) -> None:
     """Stop the server this state directory's ``up`` started (by PID); keep files for post-mortems."""
     stop_pidfile(_paths(state)["pidfile"])
-
-
-# --------------------------------------------------------------------------- client helpers
-
-
-def client_config(
-    section: dict[str, Any], token_file: str | os.PathLike[str], account: str | None = None, ca_cert: str | None = None
-) -> str:
-    """A minimal client ``rucio.cfg`` for a token file, as a notebook would get one.
-
-    ``auth_token_file_path`` must be absolute (the client does not expand ``~``), and the file must
-    hold the raw JWT without a trailing newline. ``account`` is informational for JWTs (the server
-    maps the token's identity to the account), but the client sends it, so keep it right.
-    """
-    token_path = os.path.abspath(os.fspath(token_file))
-    lines = [
-        "[client]",
-        f"rucio_host = {section['url']}",
-        f"auth_host = {section['auth_url']}",
-        "auth_type = oidc",
-        f"auth_token_file_path = {token_path}",
-        f"account = {account or 'root'}",
-        f"ca_cert = {ca_cert or section.get('ca_bundle') or '/etc/ssl/certs/ca-certificates.crt'}",
-        "request_retries = 1",
-    ]
-    return "\n".join(lines).replace("%", "%%") + "\n"
-
-
-def run_rucio(
-    section: dict[str, Any], args: Sequence[str], rucio_cfg_path: str | os.PathLike[str], timeout: float = 120.0
-) -> subprocess.CompletedProcess[str]:
-    """Run the ``rucio`` CLI from the client venv against ``rucio_cfg_path``, as a notebook would.
-
-    The environment drops every ``BEARER_TOKEN*`` variable and ``X509_CERT_DIR`` (the client prefers
-    them over the config file) and points ``XDG_RUNTIME_DIR`` at an empty place, so only the token
-    file named in the config can be used. ``section`` is accepted for symmetry and future use.
-    """
-    del section
-    venv = client_venv()
-    cfg = Path(rucio_cfg_path).resolve()
-    runtime = cfg.parent / ".xdg-runtime"
-    runtime.mkdir(mode=0o700, exist_ok=True)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("BEARER_TOKEN") and k not in {"X509_CERT_DIR", "RUCIO_HOME", "VIRTUAL_ENV"}
-    }
-    env.update(
-        RUCIO_CONFIG=str(cfg),
-        XDG_RUNTIME_DIR=str(runtime),
-        PATH=f"{venv / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}",
-    )
-    return subprocess.run(
-        [str(venv / "bin" / "rucio"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )

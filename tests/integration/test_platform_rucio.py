@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from localplatform import idp, rucio_server
-from localplatform.clients import REDIRECT, code_login, exchange, rucio_get
+from localplatform.clients import REDIRECT, client_config, code_login, exchange, rucio_get, run_rucio
 
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(900)]
 
@@ -86,8 +86,8 @@ def _whoami(platform: dict[str, Any], tmp_path: Path, token_text: str, account: 
     token_file.write_text(token_text)
     token_file.chmod(0o600)
     cfg = tmp_path / "rucio.cfg"
-    cfg.write_text(rucio_server.client_config(platform["rucio"], token_file, account=account))
-    proc = rucio_server.run_rucio(platform["rucio"], ["whoami"], cfg)
+    cfg.write_text(client_config(platform["rucio"], token_file, account=account))
+    proc = run_rucio(platform["rucio"], ["whoami"], cfg)
     # The new CLI exits 0 even when authentication fails, so the exit code proves nothing.
     return proc.stdout + proc.stderr
 
@@ -146,12 +146,10 @@ def test_listing_works_with_an_exchanged_token(
     token_file = tmp_path / "token"
     token_file.write_text(token)
     cfg = tmp_path / "rucio.cfg"
-    cfg.write_text(rucio_server.client_config(platform["rucio"], token_file, account="dsmith"))
-    listing = rucio_server.run_rucio(platform["rucio"], ["did", "list", "user.dsmith:*"], cfg)
+    cfg.write_text(client_config(platform["rucio"], token_file, account="dsmith"))
+    listing = run_rucio(platform["rucio"], ["did", "list", "user.dsmith:*"], cfg)
     assert "user.dsmith:my-first-dataset" in listing.stdout, listing.stdout + listing.stderr
-    replicas = rucio_server.run_rucio(
-        platform["rucio"], ["replica", "list", "file", "--pfns", "user.dsmith:hello.txt"], cfg
-    )
+    replicas = run_rucio(platform["rucio"], ["replica", "list", "file", "--pfns", "user.dsmith:hello.txt"], cfg)
     pfn = replicas.stdout.strip()
     assert pfn.startswith("file://"), replicas.stdout + replicas.stderr
     assert Path(urlsplit(pfn).path) == Path(platform["rucio"]["files"]["user.dsmith:hello.txt"])
