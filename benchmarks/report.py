@@ -55,16 +55,13 @@ def load_all() -> dict[str, dict[str, Any]]:
     return {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
 
 
-def chart(results: dict[str, dict[str, Any]]) -> Path | None:
-    """``results/summary.png``: ours vs baseline per scenario (None without matplotlib)."""
-    try:
-        import matplotlib
+Panel = tuple[str, list[str], list[float | None], list[float | None], str]
+"""One bar chart: title, bar labels, our values, the baseline's (None: no baseline), x-axis label."""
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    panels: list[tuple[str, list[str], list[float | None], list[float | None], str]] = []
+
+def _panels(results: dict[str, dict[str, Any]]) -> list[Panel]:
+    """One panel per scenario that has results, in a fixed order."""
+    panels: list[Panel] = []
     storm = results.get("storm", {}).get("rounds", {})
     if storm:
         sizes = sorted(storm, key=int)
@@ -122,6 +119,19 @@ def chart(results: dict[str, dict[str, Any]]) -> Path | None:
                 "",
             )
         )
+    return panels
+
+
+def chart(results: dict[str, dict[str, Any]]) -> Path | None:
+    """``results/summary.png``: ours vs baseline per scenario (None without matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    panels = _panels(results)
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))

@@ -2,12 +2,12 @@
 
 What is real: the IdP (login, refresh grant, userinfo and RFC 8693 exchange at its token endpoint),
 the API server (Secrets created and patched with the hub ServiceAccount's RBAC), and every piece of
-our code on the path — ``DatalakeOAuthenticator.refresh_user``, ``ServerRucio.rotate`` and
-``provision`` (what ``DatalakeSpawner`` calls), ``RucioProvisioner``, ``SecretStore``, ``Rotator``.
-What is driven: the sessions. One process stands in for the hub (a thousand notebook pods do not fit
-here): each session is a user with its IdP tokens in memory (as the hub's decrypted auth state) and
-a server whose Secret was written at "spawn", tracked by the same Rotator the hub runs. The process
-does nothing else, so its CPU time during the window is the rotation's cost in a hub.
+our code on the path — ``DatalakeOAuthenticator.refresh_user``, ``DatalakeSpawner._rotate_rucio`` and
+``_provision``, ``RucioProvisioner``, ``SecretStore``, ``Rotator``. What is driven: the sessions. One
+process stands in for the hub (a thousand notebook pods do not fit here): each session is a user
+with its IdP tokens in memory (as the hub's decrypted auth state) and a server whose Secret was
+written at "spawn", tracked by the same Rotator the hub runs. The process does nothing else, so its
+CPU time during the window is the rotation's cost in a hub.
 
 Counted: Kubernetes writes from the API server's ``apiserver_request_total`` (Secrets, by verb and
 code); IdP calls at the HTTP client (every request the process sends to the IdP, by endpoint and
@@ -18,18 +18,17 @@ moment the token entered the rotation margin.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 from kubernetes_asyncio import client as kclient
 from kubernetes_asyncio import config as kconfig
-from localplatform.idp import login_via_http, register_client
+from localplatform.clients import REDIRECT, code_login
+from localplatform.idp import register_client
 from tornado.httpclient import AsyncHTTPClient
 from traitlets.config import Config
 
@@ -46,47 +45,25 @@ BENCH_PROFILE = PROFILES / "bench.yaml"
 
 __all__ = ["rotation"]
 
-REDIRECT = "http://127.0.0.1:9/hub/oauth_callback"
 SCOPE = "openid profile email offline_access wlcg.groups"
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
-
-
-def _code_login(idp: dict[str, Any], client_id: str, secret: str, user: dict[str, Any]) -> dict[str, Any]:
-    """Authorization code + PKCE with consent, redeemed like the hub does (see tests/support/oidc.py)."""
-    session = requests.Session()
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    query = {
-        "client_id": client_id,
-        "redirect_uri": REDIRECT,
-        "response_type": "code",
-        "scope": SCOPE,
-        "state": "st",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        "prompt": "consent",
-    }
-    session.verify = idp["ca"]  # set-up traffic: the IdP's CA alone is cheaper to load (see stack.client_ca)
-    resp = login_via_http(
-        session,
-        f"{idp['authorization_endpoint']}?{urlencode(query)}",
-        user["username"],
-        user["password"],
-        stop_at=REDIRECT,
-    )
-    code = parse_qs(urlsplit(resp.headers["location"]).query)["code"][0]
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": verifier}
-    token = requests.post(idp["token_endpoint"], auth=(client_id, secret), data=data, verify=idp["ca"], timeout=30)
-    token.raise_for_status()
-    body: dict[str, Any] = token.json()
-    return body
 
 
 def _login_retrying(idp: dict[str, Any], client_id: str, secret: str, user: dict[str, Any]) -> dict[str, Any]:
     """Set-up, not measured: the single-threaded test IdP may time out under load; try three times."""
     for attempt in range(3):
         try:
-            return _code_login(idp, client_id, secret, user)
+            # Set-up traffic: the IdP's CA alone is cheaper to load (see stack.client_ca).
+            return code_login(
+                idp,
+                user["username"],
+                user["password"],
+                client_id=client_id,
+                client_secret=secret,
+                scope=SCOPE,
+                verify=idp["ca"],
+                timeout=30,
+            )
         except requests.RequestException:
             if attempt == 2:
                 raise
@@ -208,6 +185,108 @@ def rotation(
     }
 
 
+class _Hub:
+    """The hub's side of rotation, built as the hub builds it from the same settings."""
+
+    def __init__(self, info: dict[str, Any], settings: Settings, client_secret: str) -> None:
+        idp = info["idp"]
+        endpoints = OIDCEndpoints(
+            authorize_url=idp["authorization_endpoint"],
+            token_url=idp["token_endpoint"],
+            userdata_url=idp["userinfo_endpoint"],
+            end_session_url=None,
+            jwks_uri=idp["jwks_uri"],
+        )
+        c = Config()
+        apply_auth(c, settings.iam, endpoints=endpoints, client_secret=client_secret)
+        self.authenticator = DatalakeOAuthenticator(config=c)
+        self.provisioner = RucioProvisioner(
+            settings,
+            token_url=idp["token_endpoint"],
+            client_id=settings.iam.client_id,
+            client_secret=client_secret,
+            ca_bundle=idp["ca_bundle"],
+        )
+        rucio = settings.rucio
+        self.rotator = Rotator(
+            margin=rucio.refresh_margin_seconds,
+            interval=rucio.check_interval_seconds,
+            concurrency=rucio.max_concurrent_rotations,
+        )
+        from hub_config.profiles.loader import load_profile_text
+
+        self.profile = load_profile_text((BENCH_PROFILE).read_text(), "bench.yaml").profile
+        self.namespace = info["controlplane"]["namespace"]
+        self.lags: list[float] = []
+        self.failures: list[str] = []
+
+    def servers(
+        self, users: list[dict[str, Any]], tokens: list[dict[str, Any]], api_client: Any
+    ) -> list[tuple[_User, ServerRucio]]:
+        """One server per user, its IdP tokens in memory as the hub's decrypted auth state."""
+        servers = []
+        for u, tok in zip(users, tokens, strict=True):
+            state = {
+                "access_token": tok["access_token"],
+                "refresh_token": tok.get("refresh_token"),
+                "id_token": tok.get("id_token"),
+                "oauth_user": {"preferred_username": u["username"], "sub": u["sub"]},
+            }
+            user = _User(u["username"], self.authenticator, state)
+            servers.append((user, _server(user, self.namespace, self.provisioner, api_client, self.profile)))
+        return servers
+
+    def _timed(self, server: ServerRucio) -> tuple[str, Any]:
+        """The rotation the Rotator calls, recording its lag behind the due time and its failures."""
+        key = server.key
+
+        async def rotate() -> float | None:
+            tracked = self.rotator.tracked(key)
+            due = tracked.expires_at - self.rotator.margin if tracked and tracked.expires_at else None
+            try:
+                exp = await server.rotate()
+            except Exception as err:
+                self.failures.append(type(err).__name__)
+                raise
+            if due is not None:
+                self.lags.append(time.time() - due)
+            return exp
+
+        return key, rotate
+
+    async def spawn(self, user: _User, server: ServerRucio, sem: asyncio.Semaphore) -> None:
+        """What the hub does at spawn: refresh if due, provision the Secret, hand it to the Rotator."""
+        async with sem:
+            # As the hub does before a spawn (refresh_pre_spawn): a token that expired while the
+            # other sessions were logging in is refreshed first.
+            await self.authenticator.refresh_user(user)
+            result = await server.provision(self.profile)
+        if not result.instances:
+            self.failures.append("provision:" + ";".join(result.warnings)[:80])
+            return
+        key, rotate = self._timed(server)
+        self.rotator.track(key, rotate, result.expires_at)
+
+
+async def _window(info: dict[str, Any], seconds: float) -> tuple[dict[str, int], dict[str, int], float, float]:
+    """Let the Rotator work for ``seconds``; return the API's request-count delta, IdP calls, CPU, wall."""
+    kube = Kube(info)
+    calls = _IdPCalls(info["idp"]["issuer"])
+    loop = asyncio.get_running_loop()
+    before = await loop.run_in_executor(None, kube.request_counts)
+    calls.install()
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        cpu = time.process_time() - cpu0
+        wall = time.monotonic() - wall0
+        calls.uninstall()
+    after = await loop.run_in_executor(None, kube.request_counts)
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) - before.get(k, 0)}
+    return delta, calls.counts, cpu, wall
+
+
 async def _run(
     info: dict[str, Any],
     settings: Settings,
@@ -216,110 +295,30 @@ async def _run(
     tokens: list[dict[str, Any]],
     window: float,
 ) -> dict[str, Any]:
-    idp = info["idp"]
-    endpoints = OIDCEndpoints(
-        authorize_url=idp["authorization_endpoint"],
-        token_url=idp["token_endpoint"],
-        userdata_url=idp["userinfo_endpoint"],
-        end_session_url=None,
-        jwks_uri=idp["jwks_uri"],
-    )
-    c = Config()
-    apply_auth(c, settings.iam, endpoints=endpoints, client_secret=client_secret)
-    authenticator = DatalakeOAuthenticator(config=c)
-    provisioner = RucioProvisioner(
-        settings,
-        token_url=idp["token_endpoint"],
-        client_id=settings.iam.client_id,
-        client_secret=client_secret,
-        ca_bundle=idp["ca_bundle"],
-    )
+    hub = _Hub(info, settings, client_secret)
     kcfg = kclient.Configuration()
     await kconfig.load_kube_config(config_file=info["controlplane"]["hub_kubeconfig"], client_configuration=kcfg)
     api_client = kclient.ApiClient(kcfg)
-    from hub_config.profiles.loader import load_profile_text
-
-    profile = load_profile_text((BENCH_PROFILE).read_text(), "bench.yaml").profile
-    namespace = info["controlplane"]["namespace"]
-    servers: list[tuple[_User, ServerRucio]] = []
-    for u, tok in zip(users, tokens, strict=True):
-        state = {
-            "access_token": tok["access_token"],
-            "refresh_token": tok.get("refresh_token"),
-            "id_token": tok.get("id_token"),
-            "oauth_user": {"preferred_username": u["username"], "sub": u["sub"]},
-        }
-        user = _User(u["username"], authenticator, state)
-        servers.append((user, _server(user, namespace, provisioner, api_client, profile)))
+    servers = hub.servers(users, tokens, api_client)
 
     # "Spawn": every server gets its Secret (bounded, like a storm would), then is tracked.
     sem = asyncio.Semaphore(16)
-    rucio = settings.rucio
-    rotator = Rotator(
-        margin=rucio.refresh_margin_seconds,
-        interval=rucio.check_interval_seconds,
-        concurrency=rucio.max_concurrent_rotations,
-    )
-    lags: list[float] = []
-    failures: list[str] = []
-
-    def timed(server: ServerRucio) -> Any:
-        key = server.key
-
-        async def rotate() -> float | None:
-            tracked = rotator.tracked(key)
-            due = tracked.expires_at - rotator.margin if tracked and tracked.expires_at else None
-            try:
-                exp = await server.rotate()
-            except Exception as err:
-                failures.append(type(err).__name__)
-                raise
-            if due is not None:
-                lags.append(time.time() - due)
-            return exp
-
-        return key, rotate
-
-    async def spawn(user: _User, server: ServerRucio) -> None:
-        async with sem:
-            # As the hub does before a spawn (refresh_pre_spawn): a token that expired while the
-            # other sessions were logging in is refreshed first.
-            await authenticator.refresh_user(user)
-            result = await server.provision(profile)
-        if not result.instances:
-            failures.append("provision:" + ";".join(result.warnings)[:80])
-            return
-        key, rotate = timed(server)
-        rotator.track(key, rotate, result.expires_at)
-
     t = time.monotonic()
-    await asyncio.gather(*(spawn(u, s) for u, s in servers))
+    await asyncio.gather(*(hub.spawn(u, s, sem) for u, s in servers))
     spawn_seconds = time.monotonic() - t
 
-    kube = Kube(info)
-    calls = _IdPCalls(idp["issuer"])
-    loop = asyncio.get_running_loop()
-    before = await loop.run_in_executor(None, kube.request_counts)
-    calls.install()
-    cpu0, wall0 = time.process_time(), time.monotonic()
-    try:
-        await asyncio.sleep(window)
-    finally:
-        cpu = time.process_time() - cpu0
-        wall = time.monotonic() - wall0
-        calls.uninstall()
-    after = await loop.run_in_executor(None, kube.request_counts)
-    await rotator.close()
+    delta, idp_calls, cpu, wall = await _window(info, window)
+    await hub.rotator.close()
     # Clean up the Secrets (label set by ServerRucio.provision: datalake-hub.io/server=rot-...).
-    await loop.run_in_executor(None, kube.delete_secrets, "datalake-hub.io/server")
+    await asyncio.get_running_loop().run_in_executor(None, Kube(info).delete_secrets, "datalake-hub.io/server")
     await api_client.close()
 
-    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) - before.get(k, 0)}
     writes = sum(v for k, v in delta.items() if k.split()[0] in WRITE_VERBS)
     n = len(servers)
     lifetimes = wall / settings_ttl(tokens)
-    idp_total = sum(calls.counts.values())
-    rotations = len(lags)
+    idp_total = sum(idp_calls.values())
+    rotations = len(hub.lags)
+    failures = hub.failures
     return {
         "spawn_provision_s": round(spawn_seconds, 1),
         "window_s": round(wall, 1),
@@ -329,11 +328,11 @@ async def _run(
         "k8s_writes": writes,
         "k8s_writes_per_user_per_lifetime": round(writes / n / lifetimes, 3),
         "k8s_writes_per_rotation": round(writes / rotations, 3) if rotations else None,
-        "idp_calls": calls.counts,
+        "idp_calls": idp_calls,
         "idp_calls_per_user_per_lifetime": round(idp_total / n / lifetimes, 3),
         "idp_calls_per_rotation": round(idp_total / rotations, 3) if rotations else None,
         "cpu_share_of_core": round(cpu / wall, 4),
-        "rotation_lag_s": summary(lags, 2),
+        "rotation_lag_s": summary(hub.lags, 2),
     }
 
 

@@ -258,36 +258,21 @@ def _healthy(section: dict[str, Any], state: Path) -> bool:
 # --------------------------------------------------------------------------- up / down
 
 
-def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
-    """Start the control plane (or return the running one), with the datalake namespace and hub RBAC."""
-    del info  # first component: depends on nothing
-    root = _dir(state)
-    saved = root / "section.json"
-    if saved.exists():
-        section: dict[str, Any] = json.loads(saved.read_text())
-        if _healthy(section, state):
-            log.info("control plane already running at %s", section["server"])
-            return section
-        log.info("control plane state found but not healthy; restarting from scratch")
-    down(state)
+def _running(state: Path) -> dict[str, Any] | None:
+    """The section of a control plane that is up and healthy, so ``up`` can keep it."""
+    saved = _dir(state) / "section.json"
+    if not saved.exists():
+        return None
+    section: dict[str, Any] = json.loads(saved.read_text())
+    if _healthy(section, state):
+        log.info("control plane already running at %s", section["server"])
+        return section
+    log.info("control plane state found but not healthy; restarting from scratch")
+    return None
 
-    version = kubernetes_version()
-    binaries = {name: ensure_tool(name) for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")}
-    ensure_tool("kubectl")
-    etcd = ensure_tool("etcd")
 
-    shutil.rmtree(root, ignore_errors=True)
-    pki = root / "pki"
-    _make_pki(pki)
-    ports = {
-        name: free_port()
-        for name in ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-    }
-    server = f"https://127.0.0.1:{ports['kube-apiserver']}"
-    kubeconfigs = {name: root / f"{name}.kubeconfig" for name in ("admin", "controller-manager", "scheduler", "hub")}
-    for name in ("admin", "controller-manager", "scheduler"):
-        _kubeconfig(kubeconfigs[name], server, pki / "ca.crt", _cert_user(pki, name))
-
+def _start_etcd(etcd: Path, root: Path, ports: dict[str, int], state: Path) -> str:
+    """One throwaway etcd member on loopback; returns its client URL once healthy."""
     etcd_url = f"http://127.0.0.1:{ports['etcd']}"
     peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
     etcd_proc = spawn(
@@ -308,11 +293,16 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
         state,
     )
     wait_for("etcd", lambda: _get(f"{etcd_url}/health", ssl.create_default_context())[0] == 200, 30, proc=etcd_proc)
+    return etcd_url
 
+
+def _start_apiserver(binary: Path, etcd_url: str, root: Path, ports: dict[str, int], state: Path) -> None:
+    """kube-apiserver with RBAC on (the hub's Role is really enforced), ready when ``/readyz`` is."""
+    pki = root / "pki"
     apiserver = spawn(
         "kube-apiserver",
         [
-            binaries["kube-apiserver"],
+            binary,
             f"--etcd-servers={etcd_url}",
             "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
@@ -336,9 +326,16 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
         ],
         state,
     )
+    server = f"https://127.0.0.1:{ports['kube-apiserver']}"
     ctx = _ssl_context(pki)
     wait_for("kube-apiserver /readyz", lambda: _get(f"{server}/readyz", ctx)[0] == 200, 120, proc=apiserver)
 
+
+def _start_controllers(
+    binaries: dict[str, Path], kubeconfigs: dict[str, Path], root: Path, ports: dict[str, int], state: Path
+) -> Proc:
+    """controller-manager and scheduler, each with its own identity; returns the controller-manager."""
+    pki = root / "pki"
     common = [
         "--bind-address=127.0.0.1",
         "--leader-elect=false",
@@ -382,7 +379,11 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
     for proc in (kcm, scheduler):
         url = f"https://127.0.0.1:{ports[proc.name]}/healthz"
         wait_for(f"{proc.name} /healthz", functools.partial(_answers_ok, url, unverified), 60, proc=proc)
+    return kcm
 
+
+def _bootstrap(kubeconfigs: dict[str, Path], server: str, pki: Path, kcm: Proc) -> None:
+    """The datalake namespace, the hub's RBAC, and a kubeconfig holding the hub ServiceAccount's token."""
     admin = kubeconfigs["admin"]
     kubectl(admin, "apply", "-f", str(MANIFESTS / "namespace.yaml"))
     kubectl(admin, "apply", "-f", str(MANIFESTS / "hub-rbac.yaml"))
@@ -404,15 +405,52 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
     ).strip()
     _kubeconfig(kubeconfigs["hub"], server, pki / "ca.crt", {"token": token}, namespace=NAMESPACE)
 
-    status, body = _get(f"{server}/version", ctx)
+
+def _check_version(server: str, pki: Path, version: str) -> None:
+    """``/version`` must say what we built: without the version ldflags it says v0.0.0 and helm's
+    kubeVersion checks fail far from the cause."""
+    status, body = _get(f"{server}/version", _ssl_context(pki))
     reported = json.loads(body).get("gitVersion") if status == 200 else None
     if reported != version:
         raise PlatformError(f"kube-apiserver reports {reported!r}, expected {version} (version ldflags?)")
 
+
+def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """Start the control plane (or return the running one), with the datalake namespace and hub RBAC."""
+    del info  # first component: depends on nothing
+    running = _running(state)
+    if running is not None:
+        return running
+    down(state)
+
+    version = kubernetes_version()
+    binaries = {name: ensure_tool(name) for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")}
+    ensure_tool("kubectl")
+    etcd = ensure_tool("etcd")
+
+    root = _dir(state)
+    shutil.rmtree(root, ignore_errors=True)
+    pki = root / "pki"
+    _make_pki(pki)
+    ports = {
+        name: free_port()
+        for name in ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+    }
+    server = f"https://127.0.0.1:{ports['kube-apiserver']}"
+    kubeconfigs = {name: root / f"{name}.kubeconfig" for name in ("admin", "controller-manager", "scheduler", "hub")}
+    for name in ("admin", "controller-manager", "scheduler"):
+        _kubeconfig(kubeconfigs[name], server, pki / "ca.crt", _cert_user(pki, name))
+
+    etcd_url = _start_etcd(etcd, root, ports, state)
+    _start_apiserver(binaries["kube-apiserver"], etcd_url, root, ports, state)
+    kcm = _start_controllers(binaries, kubeconfigs, root, ports, state)
+    _bootstrap(kubeconfigs, server, pki, kcm)
+    _check_version(server, pki, version)
+
     section = {
         "server": server,
         "ca": str(pki / "ca.crt"),
-        "kubeconfig": str(admin),
+        "kubeconfig": str(kubeconfigs["admin"]),
         "hub_kubeconfig": str(kubeconfigs["hub"]),
         "namespace": NAMESPACE,
         "hub_serviceaccount": HUB_SERVICEACCOUNT,
@@ -423,7 +461,7 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
         "service_cidr": SERVICE_CIDR,
         "ports": ports,
     }
-    write_json(saved, section)
+    write_json(root / "section.json", section)
     return section
 
 

@@ -128,30 +128,11 @@ def _ensure_home_claim(info: dict[str, Any]) -> None:
     kubectl(cp["kubeconfig"], "apply", "-f", "-", input_text=manifest)
 
 
-def start_hub(
-    state: Path,
-    info: dict[str, Any],
-    *,
-    name: str = "hub",
-    settings_patch: dict[str, Any] | None = None,
-    profiles_src: Path | None = None,
-    access_token_ttl: int | None = None,
-    port: int | None = None,
-    copy_profiles: bool = True,
-) -> HubHandle:
-    """Start a hub named ``name``; ``settings_patch`` is deep-merged over the local settings."""
+def _register_client(info: dict[str, Any], d: Path, name: str, public_url: str, ttl: int | None) -> tuple[str, Path]:
+    """A confidential IdP client of this hub's own (its callback, its token lifetime); the secret
+    goes to a 0600 file, as the chart mounts it from a Secret."""
     from .idp import register_client
 
-    d = state / "hubs" / name
-    if d.exists():
-        stop_hub(state, name)
-        shutil.rmtree(d)
-    d.mkdir(parents=True)
-    info = {**info, "_state": str(state)}
-    for sub in ("eos", "cvmfs"):
-        (state / sub).mkdir(exist_ok=True)
-    public_port = port or free_port()
-    public_url = f"http://127.0.0.1:{public_port}/"
     client_id = f"datalake-hub-{name}"
     client_secret = secrets.token_urlsafe(32)
     register_client(
@@ -159,25 +140,29 @@ def start_hub(
         client_id,
         client_secret,
         [f"{public_url}hub/oauth_callback"],
-        access_token_ttl=access_token_ttl,
+        access_token_ttl=ttl,
         post_logout_redirect_uris=[public_url],
     )
     secret_file = d / "iam-client-secret"
     secret_file.write_text(client_secret)
     secret_file.chmod(0o600)
+    return client_id, secret_file
+
+
+def _profiles(d: Path, profiles_src: Path | None, copy_profiles: bool) -> Path:
+    """The hub's profile directory: a copy tests may edit, or a link to the source (``make dev``)."""
     profiles_dir = d / "profiles"
     src = profiles_src or REPO_ROOT / "profiles"
     if copy_profiles:
         shutil.copytree(src, profiles_dir)
     else:
         profiles_dir.symlink_to(src.resolve())
-    settings = local_settings(info, client_id=client_id, secret_file=secret_file, profiles_dir=profiles_dir)
-    settings["iam"]["post_logout_redirect_url"] = public_url
-    if settings_patch:
-        settings = _merge(settings, settings_patch)
-    settings_file = d / "settings.yaml"
-    settings_file.write_text(yaml.safe_dump(settings, sort_keys=False))
-    _ensure_home_claim(info)
+    return profiles_dir
+
+
+def _write_run(d: Path, info: dict[str, Any], public_url: str) -> tuple[Path, str]:
+    """What ``hub_local_config`` needs that the chart would not give (ports, CHP, pid files); 0600,
+    as it holds the admin service token. Returns the file and that token."""
     service_token = secrets.token_hex(32)
     run = {
         "public_url": public_url,
@@ -195,6 +180,41 @@ def start_hub(
     run_file = d / "run.json"
     write_json(run_file, run)
     run_file.chmod(0o600)
+    return run_file, service_token
+
+
+def start_hub(
+    state: Path,
+    info: dict[str, Any],
+    *,
+    name: str = "hub",
+    settings_patch: dict[str, Any] | None = None,
+    profiles_src: Path | None = None,
+    access_token_ttl: int | None = None,
+    port: int | None = None,
+    copy_profiles: bool = True,
+) -> HubHandle:
+    """Start a hub named ``name``; ``settings_patch`` is deep-merged over the local settings."""
+    d = state / "hubs" / name
+    if d.exists():
+        stop_hub(state, name)
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    info = {**info, "_state": str(state)}
+    for sub in ("eos", "cvmfs"):
+        (state / sub).mkdir(exist_ok=True)
+    public_port = port or free_port()
+    public_url = f"http://127.0.0.1:{public_port}/"
+    client_id, secret_file = _register_client(info, d, name, public_url, access_token_ttl)
+    profiles_dir = _profiles(d, profiles_src, copy_profiles)
+    settings = local_settings(info, client_id=client_id, secret_file=secret_file, profiles_dir=profiles_dir)
+    settings["iam"]["post_logout_redirect_url"] = public_url
+    if settings_patch:
+        settings = _merge(settings, settings_patch)
+    settings_file = d / "settings.yaml"
+    settings_file.write_text(yaml.safe_dump(settings, sort_keys=False))
+    _ensure_home_claim(info)
+    run_file, service_token = _write_run(d, info, public_url)
     env = {
         "DATALAKE_LOCAL_HUB": str(run_file),
         "DATALAKE_SETTINGS": str(settings_file),

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import aiohttp
 import yaml
 
-__all__ = ["ApiError", "KubeREST"]
+__all__ = ["ApiError", "KubeREST", "ObjectCache"]
 
 
 class ApiError(RuntimeError):
@@ -128,3 +128,22 @@ class KubeREST:
         """A bound service-account token (TokenRequest API)."""
         data = await self.post(f"/api/v1/namespaces/{quote(ns)}/serviceaccounts/{quote(sa)}/token", body)
         return str(data["status"]["token"])
+
+
+class ObjectCache:
+    """Secrets and ConfigMaps read at most once per round (one pod start, one volume sync).
+
+    A pod that names the same Secret in a volume and in ``envFrom`` sees one version of it, and a
+    sync round over many pods sharing a ConfigMap costs one read.
+    """
+
+    def __init__(self, api: KubeREST) -> None:
+        self.api = api
+        self._seen: dict[tuple[str, str, str], dict[str, Any] | None] = {}
+
+    async def get(self, kind: str, ns: str, name: str) -> dict[str, Any] | None:
+        """A ``secret`` or ``configmap`` (None if absent)."""
+        key = (kind, ns, name)
+        if key not in self._seen:
+            self._seen[key] = await (self.api.secret(ns, name) if kind == "secret" else self.api.configmap(ns, name))
+        return self._seen[key]

@@ -20,7 +20,7 @@ with ``user.alice`` → ``user/alice``), ``accounts`` {username: account}, ``ski
 ``venv``, ``config`` (server rucio.cfg), ``log``, ``root`` {account, username, password} (userpass),
 ``fingerprint``.
 
-Tests use :func:`client_config` and :func:`run_rucio` to act as a notebook's ``rucio`` CLI.
+Tests act as a notebook's ``rucio`` CLI with :func:`localplatform.clients.run_rucio`.
 """
 
 from __future__ import annotations
@@ -38,21 +38,18 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .base import CACHE_DIR, PlatformError, free_port, spawn, stop_pidfile, wait_http, write_json
+from .base import CACHE_DIR, PlatformError, Proc, free_port, spawn, stop_pidfile, wait_http, write_json
 
 __all__ = [
     "NAME",
     "RSE_NAME",
-    "client_config",
     "client_venv",
     "down",
     "ensure_server_venv",
     "fixture_users",
-    "run_rucio",
     "up",
 ]
 
@@ -379,45 +376,30 @@ def _store_bootstrap(paths: dict[str, Path], key: str, password: str, result: di
     meta.chmod(0o600)
 
 
-def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
-    """Start (or reuse) the server; return the ``rucio_server`` section of ``platform.json``."""
-    idp: dict[str, Any] = dict(info.get("idp") or {})
-    paths = _paths(state)
-    venv = ensure_server_venv()
-    users = fixture_users(idp)
-    fingerprint = _fingerprint(idp, users, venv)
-    if paths["section"].exists() and paths["pidfile"].exists():
-        previous: dict[str, Any] = json.loads(paths["section"].read_text())
-        if previous.get("fingerprint") == fingerprint and _ping(previous["url"]):
-            log.info("rucio server already up at %s", previous["url"])
-            return previous
-    down(state)
-    started = time.monotonic()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    paths["home"].mkdir(parents=True, exist_ok=True)
-    spec = {
-        "rse": RSE_NAME,
-        "rse_dir": str(paths["rse_dir"]),
-        "issuer": idp.get("issuer"),
-        "users": users,
-        "shared_scope": SHARED_SCOPE,
-    }
-    key = _bootstrap_key(spec, venv)
-    cached = _cached_bootstrap(paths, key)
-    password = cached["password"] if cached else secrets.token_hex(16)
-    paths = _write_config(state, venv, idp, port, password)
-    env = _server_env(paths, venv, idp)
+def _reusable(paths: dict[str, Path], fingerprint: str) -> dict[str, Any] | None:
+    """The running server's section, if it was set up from the same IdP, users and venv."""
+    if not (paths["section"].exists() and paths["pidfile"].exists()):
+        return None
+    previous: dict[str, Any] = json.loads(paths["section"].read_text())
+    if previous.get("fingerprint") == fingerprint and _ping(previous["url"]):
+        log.info("rucio server already up at %s", previous["url"])
+        return previous
+    return None
+
+
+def _fresh_db(paths: dict[str, Path], key: str, cached: dict[str, Any] | None) -> None:
+    """Start from the cached bootstrapped DB when there is one, else from nothing (and no RSE files)."""
     paths["db"].unlink(missing_ok=True)
     if cached:
         shutil.copyfile(paths["dbcache"] / f"{key}.db", paths["db"])
     else:
         shutil.rmtree(paths["rse_dir"], ignore_errors=True)
         paths["rse_dir"].mkdir(parents=True)
-    paths["spec"].write_text(json.dumps(spec, indent=2))
-    # The server imports lazily touch the DB only on the first request, so start it first and
-    # bootstrap meanwhile: the two slow parts (each mostly Python imports) overlap.
-    proc = spawn(
+
+
+def _spawn_server(state: Path, venv: Path, port: int, env: dict[str, str], home: Path) -> Proc:
+    """The REST API under flask's own server: enough for one test run, and quick to start."""
+    return spawn(
         NAME,
         [
             venv / "bin" / "flask",
@@ -432,19 +414,15 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
         ],
         state,
         env=env,
-        cwd=paths["home"],
+        cwd=home,
     )
-    try:
-        if cached:
-            result: dict[str, Any] = cached["result"]
-        else:
-            result = _bootstrap(venv, paths, env)
-            _store_bootstrap(paths, key, password, result)
-        wait_http("rucio server /ping", f"{url}/ping", timeout=_START_TIMEOUT, proc=proc, ok_status=lambda s: s == 200)
-    except BaseException:
-        down(state)
-        raise
-    section: dict[str, Any] = {
+
+
+def _section(
+    url: str, proc: Proc, paths: dict[str, Path], venv: Path, idp: dict[str, Any], result: dict[str, Any]
+) -> dict[str, Any]:
+    """What tests and the hub need to reach the server and know who is in it."""
+    return {
         "url": url,
         "auth_url": url,
         "pid": proc.pid,
@@ -462,9 +440,54 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
         "venv": str(venv),
         "config": str(paths["cfg"]),
         "log": str(proc.log),
-        "root": {"account": "root", "username": ROOT_USERNAME, "password": password},
-        "fingerprint": fingerprint,
     }
+
+
+def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """Start (or reuse) the server; return the ``rucio_server`` section of ``platform.json``."""
+    idp: dict[str, Any] = dict(info.get("idp") or {})
+    paths = _paths(state)
+    venv = ensure_server_venv()
+    users = fixture_users(idp)
+    fingerprint = _fingerprint(idp, users, venv)
+    reused = _reusable(paths, fingerprint)
+    if reused is not None:
+        return reused
+    down(state)
+    started = time.monotonic()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    paths["home"].mkdir(parents=True, exist_ok=True)
+    spec = {
+        "rse": RSE_NAME,
+        "rse_dir": str(paths["rse_dir"]),
+        "issuer": idp.get("issuer"),
+        "users": users,
+        "shared_scope": SHARED_SCOPE,
+    }
+    key = _bootstrap_key(spec, venv)
+    cached = _cached_bootstrap(paths, key)
+    password = cached["password"] if cached else secrets.token_hex(16)
+    paths = _write_config(state, venv, idp, port, password)
+    env = _server_env(paths, venv, idp)
+    _fresh_db(paths, key, cached)
+    paths["spec"].write_text(json.dumps(spec, indent=2))
+    # The server imports lazily touch the DB only on the first request, so start it first and
+    # bootstrap meanwhile: the two slow parts (each mostly Python imports) overlap.
+    proc = _spawn_server(state, venv, port, env, paths["home"])
+    try:
+        if cached:
+            result: dict[str, Any] = cached["result"]
+        else:
+            result = _bootstrap(venv, paths, env)
+            _store_bootstrap(paths, key, password, result)
+        wait_http("rucio server /ping", f"{url}/ping", timeout=_START_TIMEOUT, proc=proc, ok_status=lambda s: s == 200)
+    except BaseException:
+        down(state)
+        raise
+    section = _section(url, proc, paths, venv, idp, result)
+    section["root"] = {"account": "root", "username": ROOT_USERNAME, "password": password}
+    section["fingerprint"] = fingerprint
     write_json(paths["section"], section)
     paths["section"].chmod(0o600)
     log.info("rucio server up at %s in %.1fs", url, time.monotonic() - started)
@@ -474,64 +497,3 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
 def down(state: Path) -> None:
     """Stop the server this state directory's ``up`` started (by PID); keep files for post-mortems."""
     stop_pidfile(_paths(state)["pidfile"])
-
-
-# --------------------------------------------------------------------------- client helpers
-
-
-def client_config(
-    section: dict[str, Any], token_file: str | os.PathLike[str], account: str | None = None, ca_cert: str | None = None
-) -> str:
-    """A minimal client ``rucio.cfg`` for a token file, as a notebook would get one.
-
-    ``auth_token_file_path`` must be absolute (the client does not expand ``~``), and the file must
-    hold the raw JWT without a trailing newline. ``account`` is informational for JWTs (the server
-    maps the token's identity to the account), but the client sends it, so keep it right.
-    """
-    token_path = os.path.abspath(os.fspath(token_file))
-    lines = [
-        "[client]",
-        f"rucio_host = {section['url']}",
-        f"auth_host = {section['auth_url']}",
-        "auth_type = oidc",
-        f"auth_token_file_path = {token_path}",
-        f"account = {account or 'root'}",
-        f"ca_cert = {ca_cert or section.get('ca_bundle') or '/etc/ssl/certs/ca-certificates.crt'}",
-        "request_retries = 1",
-    ]
-    return "\n".join(lines).replace("%", "%%") + "\n"
-
-
-def run_rucio(
-    section: dict[str, Any], args: Sequence[str], rucio_cfg_path: str | os.PathLike[str], timeout: float = 120.0
-) -> subprocess.CompletedProcess[str]:
-    """Run the ``rucio`` CLI from the client venv against ``rucio_cfg_path``, as a notebook would.
-
-    The environment drops every ``BEARER_TOKEN*`` variable and ``X509_CERT_DIR`` (the client prefers
-    them over the config file) and points ``XDG_RUNTIME_DIR`` at an empty place, so only the token
-    file named in the config can be used. ``section`` is accepted for symmetry and future use.
-    """
-    del section
-    venv = client_venv()
-    cfg = Path(rucio_cfg_path).resolve()
-    runtime = cfg.parent / ".xdg-runtime"
-    runtime.mkdir(mode=0o700, exist_ok=True)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("BEARER_TOKEN") and k not in {"X509_CERT_DIR", "RUCIO_HOME", "VIRTUAL_ENV"}
-    }
-    env.update(
-        RUCIO_CONFIG=str(cfg),
-        XDG_RUNTIME_DIR=str(runtime),
-        PATH=f"{venv / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}",
-    )
-    return subprocess.run(
-        [str(venv / "bin" / "rucio"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )

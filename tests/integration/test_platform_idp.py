@@ -17,8 +17,7 @@ import jwt
 import pytest
 import requests
 from localplatform import idp
-
-from tests.support.oidc import REDIRECT, code_login
+from localplatform.clients import REDIRECT, code_login, exchange
 
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(300)]
 
@@ -61,18 +60,7 @@ def _login(
 
 
 def _exchange(info: dict[str, Any], subject_token: str, **extra: str) -> requests.Response:
-    return requests.post(
-        info["token_endpoint"],
-        auth=(HUB_CLIENT, HUB_SECRET),
-        data={
-            "grant_type": idp.TOKEN_EXCHANGE_GRANT,
-            "subject_token": subject_token,
-            "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
-            **extra,
-        },
-        verify=info["ca_bundle"],
-        timeout=10,
-    )
+    return exchange(info, subject_token, client_id=HUB_CLIENT, client_secret=HUB_SECRET, **extra)
 
 
 def _verify(info: dict[str, Any], token: str, audience: str) -> dict[str, Any]:

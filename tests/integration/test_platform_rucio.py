@@ -22,8 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from localplatform import idp, rucio_server
-
-from tests.support.oidc import REDIRECT, code_login
+from localplatform.clients import REDIRECT, client_config, code_login, exchange, rucio_get, run_rucio
 
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(900)]
 
@@ -31,8 +30,6 @@ HUB_CLIENT = "hub"
 HUB_SECRET = "hub-secret-for-rucio-tests"
 SHORT_CLIENT = "hub-3s"
 LOGIN_SCOPE = "openid profile email offline_access wlcg.groups"
-EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
-ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 
 
 @pytest.fixture(scope="module")
@@ -69,18 +66,8 @@ def _login(info: dict[str, Any], user: dict[str, Any], client_id: str = HUB_CLIE
 
 def _exchange(info: dict[str, Any], subject_token: str, client_id: str = HUB_CLIENT) -> str:
     """RFC 8693 exchange for audience ``rucio``, as the hub's pre-spawn hook does."""
-    resp = requests.post(
-        info["token_endpoint"],
-        auth=(client_id, HUB_SECRET),
-        data={
-            "grant_type": EXCHANGE_GRANT,
-            "subject_token": subject_token,
-            "subject_token_type": ACCESS_TOKEN_TYPE,
-            "audience": "rucio",
-            "scope": "openid profile",
-        },
-        verify=info["ca_bundle"],
-        timeout=10,
+    resp = exchange(
+        info, subject_token, client_id=client_id, client_secret=HUB_SECRET, audience="rucio", scope="openid profile"
     )
     assert resp.status_code == 200, resp.text
     token: str = resp.json()["access_token"]
@@ -99,8 +86,8 @@ def _whoami(platform: dict[str, Any], tmp_path: Path, token_text: str, account: 
     token_file.write_text(token_text)
     token_file.chmod(0o600)
     cfg = tmp_path / "rucio.cfg"
-    cfg.write_text(rucio_server.client_config(platform["rucio"], token_file, account=account))
-    proc = rucio_server.run_rucio(platform["rucio"], ["whoami"], cfg)
+    cfg.write_text(client_config(platform["rucio"], token_file, account=account))
+    proc = run_rucio(platform["rucio"], ["whoami"], cfg)
     # The new CLI exits 0 even when authentication fails, so the exit code proves nothing.
     return proc.stdout + proc.stderr
 
@@ -112,9 +99,7 @@ def _account_line(output: str) -> str | None:
 
 def _server_answer(platform: dict[str, Any], token: str) -> requests.Response:
     """What the server itself says to a token (the CLI turns a 401 into an interactive prompt)."""
-    return requests.get(
-        f"{platform['rucio']['url']}/accounts/whoami", headers={"X-Rucio-Auth-Token": token}, timeout=30
-    )
+    return rucio_get(platform["rucio"], "/accounts/whoami", token)
 
 
 def test_ping_answers(platform: dict[str, Any]) -> None:
@@ -161,12 +146,10 @@ def test_listing_works_with_an_exchanged_token(
     token_file = tmp_path / "token"
     token_file.write_text(token)
     cfg = tmp_path / "rucio.cfg"
-    cfg.write_text(rucio_server.client_config(platform["rucio"], token_file, account="dsmith"))
-    listing = rucio_server.run_rucio(platform["rucio"], ["did", "list", "user.dsmith:*"], cfg)
+    cfg.write_text(client_config(platform["rucio"], token_file, account="dsmith"))
+    listing = run_rucio(platform["rucio"], ["did", "list", "user.dsmith:*"], cfg)
     assert "user.dsmith:my-first-dataset" in listing.stdout, listing.stdout + listing.stderr
-    replicas = rucio_server.run_rucio(
-        platform["rucio"], ["replica", "list", "file", "--pfns", "user.dsmith:hello.txt"], cfg
-    )
+    replicas = run_rucio(platform["rucio"], ["replica", "list", "file", "--pfns", "user.dsmith:hello.txt"], cfg)
     pfn = replicas.stdout.strip()
     assert pfn.startswith("file://"), replicas.stdout + replicas.stderr
     assert Path(urlsplit(pfn).path) == Path(platform["rucio"]["files"]["user.dsmith:hello.txt"])
@@ -177,9 +160,7 @@ def test_auth_validate_accepts_the_exchanged_token(platform: dict[str, Any], use
     """The JupyterLab extension checks its token file with ``GET /auth/validate``: the side panel
     works only if that answers 200 with the user's account and the token's lifetime."""
     token = _exchange(platform["idp"], _login(platform["idp"], users["carol"]))
-    resp = requests.get(
-        f"{platform['rucio']['auth_url']}/auth/validate", headers={"X-Rucio-Auth-Token": token}, timeout=30
-    )
+    resp = rucio_get(platform["rucio"], "/auth/validate", token, auth=True)
     assert resp.status_code == 200, resp.text
     assert "carol" in resp.text
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 from localplatform.controlplane import kubectl
+from localplatform.nodeagent import agent_pods
 
 
 def get_json(info: dict[str, Any], *args: str) -> dict[str, Any]:
@@ -40,19 +40,7 @@ def wait_no_pods(info: dict[str, Any], username: str, timeout: float = 60) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"pod of {username} still present after {timeout}s")
         time.sleep(0.5)
-    pods_dir = Path(info.get("nodeagent", {}).get("pods_dir", "/nonexistent"))
-    while names & _agent_pod_names(pods_dir):
+    while names & {pod.name for pod in agent_pods(info)}:
         if time.monotonic() > deadline:
             raise AssertionError(f"processes of {sorted(names)} still running after {timeout}s")
         time.sleep(0.5)
-
-
-def _agent_pod_names(pods_dir: Path) -> set[str]:
-    """Names of the pods whose processes the node agent still runs (or is stopping)."""
-    found: set[str] = set()
-    for meta in pods_dir.glob("*/meta.json"):
-        try:
-            found.add(json.loads(meta.read_text())["name"])
-        except (OSError, ValueError, KeyError):
-            continue  # removed while we read it
-    return found

@@ -7,24 +7,19 @@ sees (the mounted Rucio Secret, the home) and nothing else of the test's environ
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
-
-def _pod_record(info: dict[str, Any], pod_name: str) -> Path:
-    pods = Path(info["nodeagent"]["pods_dir"])
-    for record in pods.iterdir():
-        meta = record / "meta.json"
-        if meta.exists() and json.loads(meta.read_text())["name"] == pod_name and (record / "pid").exists():
-            return record
-    raise AssertionError(f"the node agent runs no process for pod {pod_name}")
+from localplatform.nodeagent import agent_pods
 
 
 def pod_pid(info: dict[str, Any], pod_name: str) -> int:
     """PID of the pod's main process."""
-    return int((_pod_record(info, pod_name) / "pid").read_text().split()[0])
+    for pod in agent_pods(info):
+        if pod.name == pod_name and pod.pid is not None:
+            return pod.pid
+    raise AssertionError(f"the node agent runs no process for pod {pod_name}")
 
 
 def pod_env(pid: int) -> dict[str, str]:
