@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .auth import AuthConfigError, DiscoveryError, apply_auth, discover, read_client_secret
-from .errors import ConfigError
+from .auth import apply_auth, discover, read_client_secret
+from .errors import AuthConfigError, ConfigError, DiscoveryError
 from .logs import route_to_hub_log
 from .profiles.source import ProfileSource
 from .rucio_service import Rotator, RucioProvisioner

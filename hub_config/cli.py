@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .errors import ConfigError, Problem
-from .profiles.kubespawner import ChoiceError, profile_list_for, resolve_overrides
+from .errors import ChoiceError, ConfigError, Problem
+from .profiles.kubespawner import profile_list_for, resolve_overrides
 from .profiles.loader import LoadedProfile, load_profiles
 from .schema import render_chart_schema, settings_schema
 from .settings.model import Settings

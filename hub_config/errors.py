@@ -1,8 +1,17 @@
-"""Errors an admin can act on: each problem names the file, line and key path.
+"""Every error of the package, in one module: what each names, and that none carries a secret.
 
-Admins edit YAML by hand; a traceback tells them nothing. Every loader in this package turns
-what went wrong into :class:`Problem` records and raises one :class:`ConfigError` holding all
-of them, so a single ``validate`` run lists every mistake, not just the first.
+* Configuration (:class:`ConfigError` of :class:`Problem` records): admins edit YAML by hand and a
+  traceback tells them nothing, so every loader turns what went wrong into file:line:key problems,
+  and a single ``validate`` run lists every mistake, not just the first.
+* Sign-in set-up (:class:`DiscoveryError`, :class:`AuthConfigError`) stops the hub at start.
+* Spawn requests (:class:`ChoiceError`) are refused with the reason shown to the user.
+* The Kubernetes adapter (:class:`KubeError`) and the Rucio token path (:class:`RucioError` and
+  below) end up in the hub log and, shortened, in spawn progress events: messages are built from
+  fields we control, and foreign text (an IdP's ``error_description``, an API server message)
+  passes through :func:`hub_config.redact.redact` first.
+
+The HTTP error pages (``SignInUnavailable`` in auth/authenticator.py) are tornado responses, not
+errors of this package, and stay with the handler code that raises them.
 """
 
 from __future__ import annotations
@@ -10,7 +19,26 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["ConfigError", "Problem", "format_path"]
+from .redact import redact
+
+__all__ = [
+    "AccountError",
+    "AuthConfigError",
+    "ChoiceError",
+    "ConfigError",
+    "DiscoveryError",
+    "ExtensionConfigError",
+    "IdPUnavailable",
+    "KubeError",
+    "MalformedToken",
+    "Problem",
+    "RenderError",
+    "RucioError",
+    "TokenError",
+    "TokenExchangeRefused",
+    "UnsafeValue",
+    "format_path",
+]
 
 
 def format_path(path: Sequence[str | int]) -> str:
@@ -50,3 +78,119 @@ class ConfigError(ValueError):
 
     def __reduce__(self) -> tuple[type[ConfigError], tuple[tuple[Problem, ...]]]:
         return (type(self), (self.problems,))
+
+
+class DiscoveryError(RuntimeError):
+    """The issuer's discovery document could not be fetched or is unusable."""
+
+
+class AuthConfigError(RuntimeError):
+    """The client secret cannot be read; the message names where it was looked for (never its value)."""
+
+
+class ChoiceError(ValueError):
+    """A requested profile or choice is not offered to this user."""
+
+
+class KubeError(Exception):
+    """A Kubernetes API call about one object failed.
+
+    ``status`` is the HTTP status (None when the API server could not be reached), ``reason``
+    the API's reason (``Forbidden``, ``Conflict``, ...) and the start of its message.
+    """
+
+    def __init__(self, action: str, kind: str, namespace: str, name: str, status: int | None, reason: str) -> None:
+        self.action = action
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
+        self.status = status
+        self.reason = reason
+        where = f"{kind} {namespace}/{name}"
+        code = f"HTTP {status}" if status is not None else "no response"
+        super().__init__(f"cannot {action} {where}: {code}: {reason}")
+
+    def __reduce__(self) -> tuple[type[KubeError], tuple[str, str, str, str, int | None, str]]:
+        return (type(self), (self.action, self.kind, self.namespace, self.name, self.status, self.reason))
+
+
+class RucioError(Exception):
+    """Base of everything that can go wrong giving a notebook its Rucio client."""
+
+
+class RenderError(RucioError, ValueError):
+    """A configuration file or Secret cannot be rendered from these inputs."""
+
+
+class UnsafeValue(RenderError):
+    """A value would break (or inject into) a rendered file: newline, control character, stray blanks."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class AccountError(RenderError):
+    """No valid Rucio account name can be derived for this user and instance."""
+
+    def __init__(self, instance: str, message: str) -> None:
+        self.instance = instance
+        super().__init__(f"Rucio instance {instance!r}: {message}")
+
+
+class MalformedToken(RenderError):
+    """Something that should be a JWT is not one. The value itself is never part of the message."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"not a compact JWS token: {reason}")
+
+
+class ExtensionConfigError(RenderError):
+    """rucio-jupyterlab would refuse this instance configuration."""
+
+
+class TokenError(RucioError):
+    """The IdP did not give us a token. Carries the operation and endpoint, never a token or secret."""
+
+    def __init__(self, operation: str, token_url: str, message: str) -> None:
+        self.operation = operation
+        self.token_url = token_url
+        super().__init__(f"{operation} at {token_url}: {message}")
+
+
+class TokenExchangeRefused(TokenError):
+    """The IdP answered with an OAuth error (4xx): retrying the same request will not help.
+
+    ``error`` is the OAuth error code (``invalid_grant``, ``invalid_client``, ``invalid_scope``...),
+    ``description`` the IdP's explanation with any secret of the request redacted.
+    """
+
+    def __init__(
+        self, operation: str, token_url: str, *, status: int, error: str, description: str | None = None
+    ) -> None:
+        self.status = status
+        self.error = redact(error, limit=80)
+        self.description = redact(description) if description else None
+        detail = f"{self.error}" + (f" ({self.description})" if self.description else "")
+        super().__init__(operation, token_url, f"refused with HTTP {status}: {detail}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.operation!r}, status={self.status}, error={self.error!r})"
+
+
+class IdPUnavailable(TokenError):
+    """The IdP could not be asked: connection refused, TLS failure, timeout, 5xx, nonsense reply.
+
+    Transient as far as we know: the caller retries with backoff and starts the server without Rucio.
+    ``status`` is the HTTP status when there was one.
+    """
+
+    def __init__(self, operation: str, token_url: str, reason: str, *, status: int | None = None) -> None:
+        self.status = status
+        self.reason = redact(reason)
+        super().__init__(operation, token_url, f"identity provider unavailable: {self.reason}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.operation!r}, status={self.status}, reason={self.reason!r})"

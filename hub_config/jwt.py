@@ -16,7 +16,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .rucio.errors import MalformedToken
+    from .errors import MalformedToken
 
 __all__ = ["COMPACT_JWS", "jwt_claims", "jwt_expiry", "parse_compact_jws"]
 
@@ -30,7 +30,7 @@ def _malformed(reason: str) -> MalformedToken:
     Imported here, not at the top: `hub_config.rucio` imports this module while it initialises,
     so a top-level import of its errors would make the import order decide whether either loads.
     """
-    from .rucio.errors import MalformedToken
+    from .errors import MalformedToken
 
     return MalformedToken(reason)
 

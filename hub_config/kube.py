@@ -14,13 +14,14 @@ import binascii
 import contextlib
 import json
 import logging
-from collections.abc import Mapping
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from typing import Any
 
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, CoreV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from .errors import KubeError
 from .redact import redact
 
 __all__ = ["KubeError", "SecretStore"]
@@ -28,28 +29,6 @@ __all__ = ["KubeError", "SecretStore"]
 log = logging.getLogger("hub_config.kube")
 
 _MERGE_PATCH = "application/merge-patch+json"
-
-
-class KubeError(Exception):
-    """A Kubernetes API call about one object failed.
-
-    ``status`` is the HTTP status (None when the API server could not be reached), ``reason``
-    the API's reason (``Forbidden``, ``Conflict``, ...) and the start of its message.
-    """
-
-    def __init__(self, action: str, kind: str, namespace: str, name: str, status: int | None, reason: str) -> None:
-        self.action = action
-        self.kind = kind
-        self.namespace = namespace
-        self.name = name
-        self.status = status
-        self.reason = reason
-        where = f"{kind} {namespace}/{name}"
-        code = f"HTTP {status}" if status is not None else "no response"
-        super().__init__(f"cannot {action} {where}: {code}: {reason}")
-
-    def __reduce__(self) -> tuple[type[KubeError], tuple[str, str, str, str, int | None, str]]:
-        return (type(self), (self.action, self.kind, self.namespace, self.name, self.status, self.reason))
 
 
 def _secret_values(data: dict[str, str] | None) -> list[str]:
@@ -91,17 +70,37 @@ class SecretStore:
         self._untyped: Any = self._api
         self._timeout = request_timeout
 
-    def _fail(
-        self, action: str, namespace: str, name: str, err: BaseException, data: dict[str, str] | None = None
-    ) -> NoReturn:
-        secrets = _secret_values(data)
-        if isinstance(err, ApiException):
-            raise KubeError(action, "Secret", namespace, name, err.status, redact(_api_reason(err), secrets)) from None
-        if isinstance(err, TimeoutError):
-            reason = f"no answer within {self._timeout:g}s"
-        else:
-            reason = f"cannot reach the API server ({type(err).__name__}: {redact(err, secrets)})"
-        raise KubeError(action, "Secret", namespace, name, None, reason) from None
+    async def _call(
+        self,
+        action: str,
+        namespace: str,
+        name: str,
+        request: Callable[[], Awaitable[Any]],
+        *,
+        data: dict[str, str] | None = None,
+        expected: Collection[int] = (),
+    ) -> tuple[Any, int | None]:
+        """Run one API call on Secret ``namespace/name``: ``(result, None)``, or ``(None, status)`` for
+        a status in ``expected`` (404 on delete, 409 on create, ...). Anything else becomes a
+        :class:`KubeError` naming the object and the cause, its text redacted of ``data`` in every
+        encoding, so no caller repeats the conversion (or forgets the redaction)."""
+        try:
+            return await request(), None
+        except ApiException as err:
+            if err.status in expected:
+                return None, err.status
+            reason = redact(_api_reason(err), _secret_values(data))
+            raise KubeError(action, "Secret", namespace, name, err.status, reason) from None
+        except TimeoutError:
+            raise KubeError(action, "Secret", namespace, name, None, f"no answer within {self._timeout:g}s") from None
+        except (aiohttp.ClientError, OSError) as err:
+            reason = f"cannot reach the API server ({type(err).__name__}: {redact(err, _secret_values(data))})"
+            raise KubeError(action, "Secret", namespace, name, None, reason) from None
+
+    def _patch(self, namespace: str, name: str, patch: dict[str, Any]) -> Callable[[], Awaitable[Any]]:
+        return lambda: self._untyped.patch_namespaced_secret(
+            name, namespace, patch, _content_type=_MERGE_PATCH, _request_timeout=self._timeout
+        )
 
     async def apply(self, secret: dict[str, Any]) -> None:
         """Create ``secret``; if it exists (409), JSON-merge-patch its data, labels and owners.
@@ -114,15 +113,18 @@ class SecretStore:
         meta = secret["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         data = secret.get("data")
-        try:
-            await self._untyped.create_namespaced_secret(namespace, secret, _request_timeout=self._timeout)
+        create = self._untyped.create_namespaced_secret
+        _, refused = await self._call(
+            "create",
+            namespace,
+            name,
+            lambda: create(namespace, secret, _request_timeout=self._timeout),
+            data=data,
+            expected=(409,),
+        )
+        if refused is None:
             log.info("created Secret %s/%s (%d keys)", namespace, name, len(data or {}))
             return
-        except ApiException as err:
-            if err.status != 409:
-                self._fail("create", namespace, name, err, data)
-        except (TimeoutError, aiohttp.ClientError, OSError) as err:
-            self._fail("create", namespace, name, err, data)
 
         patch_meta: dict[str, Any] = {"labels": meta.get("labels") or {}}
         if "annotations" in meta:
@@ -131,12 +133,7 @@ class SecretStore:
         # garbage-collected when KubeSpawner deletes that pod to start the new one.
         patch_meta["ownerReferences"] = meta.get("ownerReferences") or []
         patch = {"metadata": patch_meta, "data": data or {}}
-        try:
-            await self._untyped.patch_namespaced_secret(
-                name, namespace, patch, _content_type=_MERGE_PATCH, _request_timeout=self._timeout
-            )
-        except (TimeoutError, ApiException, aiohttp.ClientError, OSError) as err:
-            self._fail("patch", namespace, name, err, data)
+        await self._call("patch", namespace, name, self._patch(namespace, name, patch), data=data)
         log.info("patched Secret %s/%s (%d keys)", namespace, name, len(data or {}))
 
     async def update(self, secret: dict[str, Any]) -> None:
@@ -149,17 +146,12 @@ class SecretStore:
         namespace, name = meta["namespace"], meta["name"]
         data = secret.get("data")
         patch = {"metadata": {"labels": meta.get("labels") or {}}, "data": data or {}}
-        try:
-            await self._untyped.patch_namespaced_secret(
-                name, namespace, patch, _content_type=_MERGE_PATCH, _request_timeout=self._timeout
-            )
-        except ApiException as err:
-            if err.status == 404:
-                await self.apply(secret)
-                return
-            self._fail("patch", namespace, name, err, data)
-        except (TimeoutError, aiohttp.ClientError, OSError) as err:
-            self._fail("patch", namespace, name, err, data)
+        _, gone = await self._call(
+            "patch", namespace, name, self._patch(namespace, name, patch), data=data, expected=(404,)
+        )
+        if gone:
+            await self.apply(secret)
+            return
         log.info("patched Secret %s/%s (%d keys)", namespace, name, len(data or {}))
 
     async def set_owner(self, namespace: str, name: str, owner_reference: Mapping[str, Any]) -> None:
@@ -168,39 +160,26 @@ class SecretStore:
         Done after the pod exists (it needs the pod's uid); only ``ownerReferences`` is patched.
         """
         patch = {"metadata": {"ownerReferences": [dict(owner_reference)]}}
-        try:
-            await self._untyped.patch_namespaced_secret(
-                name, namespace, patch, _content_type=_MERGE_PATCH, _request_timeout=self._timeout
-            )
-        except ApiException as err:
-            if err.status == 404:
-                return
-            self._fail("patch", namespace, name, err)
-        except (TimeoutError, aiohttp.ClientError, OSError) as err:
-            self._fail("patch", namespace, name, err)
+        await self._call("patch", namespace, name, self._patch(namespace, name, patch), expected=(404,))
 
     async def delete(self, namespace: str, name: str) -> None:
         """Delete the Secret; one that is already gone (404) is fine."""
-        try:
-            await self._api.delete_namespaced_secret(name, namespace, _request_timeout=self._timeout)
-        except ApiException as err:
-            if err.status == 404:
-                log.debug("Secret %s/%s already gone", namespace, name)
-                return
-            self._fail("delete", namespace, name, err)
-        except (TimeoutError, aiohttp.ClientError, OSError) as err:
-            self._fail("delete", namespace, name, err)
+        delete = self._api.delete_namespaced_secret
+        _, gone = await self._call(
+            "delete", namespace, name, lambda: delete(name, namespace, _request_timeout=self._timeout), expected=(404,)
+        )
+        if gone:
+            log.debug("Secret %s/%s already gone", namespace, name)
+            return
         log.info("deleted Secret %s/%s", namespace, name)
 
     async def read_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
         """The Secret's decoded data, or None if it does not exist (404)."""
-        try:
-            secret = await self._api.read_namespaced_secret(name, namespace, _request_timeout=self._timeout)
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            self._fail("read", namespace, name, err)
-        except (TimeoutError, aiohttp.ClientError, OSError) as err:
-            self._fail("read", namespace, name, err)
+        read = self._api.read_namespaced_secret
+        secret, gone = await self._call(
+            "read", namespace, name, lambda: read(name, namespace, _request_timeout=self._timeout), expected=(404,)
+        )
+        if gone:
+            return None
         raw: dict[str, str] = secret.data or {}
         return {key: base64.b64decode(value) for key, value in raw.items()}

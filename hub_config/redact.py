@@ -53,7 +53,7 @@ def _fragments(secret: str) -> Iterable[str]:
     return (secret[i : i + _FRAGMENT] for i in range(0, len(secret) - _FRAGMENT + 1, _FRAGMENT // 2))
 
 
-def redact(text: object, secrets: Iterable[str] = (), *, limit: int = _DEFAULT_LIMIT) -> str:
+def redact(text: object, secrets: Iterable[str | None] = (), *, limit: int = _DEFAULT_LIMIT) -> str:
     """``text`` with ``secrets`` (and JWT-shaped strings) masked, printable, at most ``limit`` chars."""
     out = str(text)[:_MAX_INPUT]
     needles: set[str] = set()

@@ -28,11 +28,11 @@ from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import Any as AnyTrait
 
+from .errors import ChoiceError
 from .pod import base_environment, build_pod_wiring, security_contexts
 from .profiles.kubespawner import (
     PROFILE_KEY,
     RUNTIME_KEY,
-    ChoiceError,
     normalize_user_options,
     profile_list_for,
     resolve_overrides,

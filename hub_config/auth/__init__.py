@@ -1,11 +1,9 @@
 """Sign-in with ESCAPE IAM: discovery, username and group mapping, the authenticator, its configuration."""
 
-from .configure import AuthConfigError, apply_auth, read_client_secret
-from .discovery import DiscoveryError, OIDCEndpoints, discover
+from .configure import apply_auth, read_client_secret
+from .discovery import OIDCEndpoints, discover
 
 __all__ = [
-    "AuthConfigError",
-    "DiscoveryError",
     "OIDCEndpoints",
     "apply_auth",
     "discover",

@@ -7,14 +7,11 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from ..errors import AuthConfigError
 from ..settings.iam import IAMSettings
 from .discovery import OIDCEndpoints
 
 __all__ = ["AuthConfigError", "apply_auth", "read_client_secret"]
-
-
-class AuthConfigError(RuntimeError):
-    """The client secret cannot be read; the message names where it was looked for (never its value)."""
 
 
 def read_client_secret(iam: IAMSettings) -> str:

@@ -17,6 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import DiscoveryError
 from ..settings.iam import IAMSettings
 
 __all__ = ["DiscoveryError", "OIDCEndpoints", "discover"]
@@ -24,10 +25,6 @@ __all__ = ["DiscoveryError", "OIDCEndpoints", "discover"]
 log = logging.getLogger(__name__)
 
 _CACHE: dict[str, dict[str, Any]] = {}
-
-
-class DiscoveryError(RuntimeError):
-    """The issuer's discovery document could not be fetched or is unusable."""
 
 
 @dataclass(frozen=True)

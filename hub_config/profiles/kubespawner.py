@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ChoiceError
 from ..rucio.selection import instances_for
 from .model import Profile, memory_bytes
 
@@ -39,10 +40,6 @@ __all__ = [
 ANNOTATION_PREFIX = "datalake-hub.io/"
 PROFILE_KEY = ANNOTATION_PREFIX + "profile"
 RUNTIME_KEY = ANNOTATION_PREFIX + "max-runtime-hours"
-
-
-class ChoiceError(ValueError):
-    """A requested profile or choice is not offered to this user."""
 
 
 def image_ref(image: str, images: ImageSettings) -> str:

@@ -9,9 +9,7 @@ without carrying a secret. The Kubernetes side is :mod:`hub_config.kube`.
 
 from __future__ import annotations
 
-from ..jwt import jwt_claims, jwt_expiry
-from .account import ACCOUNT_PATTERN, account_for, validate_account
-from .errors import (
+from ..errors import (
     AccountError,
     ExtensionConfigError,
     IdPUnavailable,
@@ -22,6 +20,8 @@ from .errors import (
     TokenExchangeRefused,
     UnsafeValue,
 )
+from ..jwt import jwt_claims, jwt_expiry
+from .account import ACCOUNT_PATTERN, account_for, validate_account
 from .render import (
     ExtensionMode,
     cfg_key,
@@ -42,7 +42,7 @@ from .secret import (
     token_path,
 )
 from .selection import extension_modes, gets_rucio, instances_for, unknown_instances
-from .tokens import TokenSet, exchange_token, refresh_tokens
+from .tokens import TokenSet, exchange_token
 
 __all__ = [
     "ACCOUNT_PATTERN",
@@ -72,7 +72,6 @@ __all__ = [
     "instances_for",
     "jwt_claims",
     "jwt_expiry",
-    "refresh_tokens",
     "render_extension_config",
     "render_rucio_cfg",
     "render_token_file",

@@ -14,8 +14,9 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
+from ..errors import AccountError
+from ..redact import redact
 from ..settings.rucio import RucioInstance
-from .errors import AccountError, safe_text
 
 __all__ = ["ACCOUNT_MAX_LENGTH", "ACCOUNT_PATTERN", "account_for", "validate_account"]
 
@@ -31,7 +32,7 @@ def validate_account(instance: str, account: str) -> str:
     if not ACCOUNT_PATTERN.fullmatch(account):
         raise AccountError(
             instance,
-            f"{safe_text(account, 40)!r} is not a valid Rucio account name "
+            f"{redact(account, limit=40)!r} is not a valid Rucio account name "
             f"(lowercase a-z, 0-9, '-', '_', at most {ACCOUNT_MAX_LENGTH} characters)",
         )
     return account

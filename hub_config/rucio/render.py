@@ -18,10 +18,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
+from ..errors import ExtensionConfigError, UnsafeValue
 from ..jwt import parse_compact_jws
 from ..settings.rucio import RucioInstance
 from .account import account_for
-from .errors import ExtensionConfigError, UnsafeValue
 
 __all__ = [
     "ExtensionMode",

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import RenderError
 from ..settings.rucio import RucioInstance, RucioSettings
-from .errors import RenderError
 from .render import (
     ExtensionMode,
     cfg_key,

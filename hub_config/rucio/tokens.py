@@ -1,4 +1,7 @@
-"""Token operations against the IdP's token endpoint: RFC 8693 exchange and the refresh grant.
+"""The RFC 8693 token exchange against the IdP's token endpoint (the Rucio audience token).
+
+Refreshing the user's login tokens is OAuthenticator's (`DatalakeOAuthenticator.refresh_user`,
+the one refresh path); the rotator refreshes through it and then exchanges here again.
 
 Uses tornado's ``AsyncHTTPClient`` — what OAuthenticator already uses in the stock z2jh hub image,
 which has neither httpx nor requests-oauthlib — so the hub's event loop is never blocked (the
@@ -22,9 +25,10 @@ from urllib.parse import quote, urlencode
 
 from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 
+from ..errors import IdPUnavailable, TokenExchangeRefused
 from ..jwt import jwt_expiry
+from ..redact import redact
 from ..tls import idp_client, request_tls_options
-from .errors import IdPUnavailable, TokenExchangeRefused, redact
 
 __all__ = [
     "ACCESS_TOKEN_TYPE",
@@ -33,7 +37,6 @@ __all__ = [
     "TokenSet",
     "exchange_token",
     "jwt_expiry",
-    "refresh_tokens",
 ]
 
 log = logging.getLogger("hub_config.rucio.tokens")
@@ -91,7 +94,6 @@ async def _post(
     secrets: tuple[str | None, ...],
     ca_bundle: str | None,
     timeout: float,
-    previous_refresh: str | None = None,
 ) -> TokenSet:
     request = HTTPRequest(
         token_url,
@@ -122,7 +124,7 @@ async def _post(
     body = _json_body(response)
     if response.code == 200 and body is not None and isinstance(body.get("access_token"), str):
         log.debug("%s at %s: HTTP 200 in %.2fs", operation, token_url, elapsed)
-        return _token_set(body, previous_refresh)
+        return _token_set(body)
     log.info("%s at %s: HTTP %s in %.2fs", operation, token_url, response.code, elapsed)
     if 400 <= response.code < 500 and response.code not in _RETRYABLE_4XX:
         error = body.get("error") if body else None
@@ -147,7 +149,7 @@ def _json_body(response: HTTPResponse) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _token_set(body: dict[str, Any], previous_refresh: str | None) -> TokenSet:
+def _token_set(body: dict[str, Any]) -> TokenSet:
     access = body["access_token"]
     expires_in = body.get("expires_in")
     if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0:
@@ -159,8 +161,7 @@ def _token_set(body: dict[str, Any], previous_refresh: str | None) -> TokenSet:
     extra = {k: body[k] for k in ("token_type", "issued_token_type") if isinstance(body.get(k), str)}
     return TokenSet(
         access_token=access,
-        # RFC 6749 §6: no new refresh token in the reply means the old one stays valid.
-        refresh_token=refresh if isinstance(refresh, str) and refresh else previous_refresh,
+        refresh_token=refresh if isinstance(refresh, str) and refresh else None,
         expires_at=expires_at,
         scope=scope if isinstance(scope, str) else None,
         extra=extra,
@@ -202,37 +203,4 @@ async def exchange_token(
         secrets=(subject_token,),
         ca_bundle=ca_bundle,
         timeout=timeout,
-    )
-
-
-async def refresh_tokens(
-    token_url: str,
-    client_id: str,
-    client_secret: str,
-    refresh_token: str,
-    *,
-    scope: str | None = None,
-    ca_bundle: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> TokenSet:
-    """Use the refresh grant; the result keeps ``refresh_token`` if the IdP does not rotate it.
-
-    ``scope`` may narrow the new access token's scope (never widen it). Errors as for
-    :func:`exchange_token`; ``invalid_grant`` means the refresh token is expired or revoked and
-    the user has to sign in again.
-    """
-    form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-    if scope is not None:
-        form["scope"] = scope
-    log.debug("refresh at %s", token_url)
-    return await _post(
-        "token refresh",
-        token_url,
-        form,
-        client_id=client_id,
-        client_secret=client_secret,
-        secrets=(refresh_token,),
-        ca_bundle=ca_bundle,
-        timeout=timeout,
-        previous_refresh=refresh_token,
     )

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..kube import KubeError, SecretStore
+from ..errors import KubeError
+from ..kube import SecretStore
 from ..profiles.model import Profile
 from ..rucio import (
     AccountError,

@@ -15,7 +15,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..kube import KubeError, SecretStore
+from ..errors import KubeError
+from ..kube import SecretStore
 from ..profiles.model import Profile
 from ..rucio.secret import OwnerPod, owner_reference, secret_name_for
 from ..rucio.selection import gets_rucio

@@ -18,7 +18,8 @@ import pytest
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient, CoreV1Api
 
-from hub_config.kube import KubeError, SecretStore
+from hub_config.errors import KubeError
+from hub_config.kube import SecretStore
 from tests.support.expected import fake_jwt
 
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="session")]

@@ -1,7 +1,7 @@
 """The hub's token calls against the real local IdP (npm ``oidc-provider`` behaving like ESCAPE IAM).
 
 The IdP runs in a state dir of this module's own: users sign in over plain HTTP (authorization
-code + PKCE, as the hub's login does), then :func:`exchange_token` and :func:`refresh_tokens`
+code + PKCE, as the hub's login does), then :func:`exchange_token`
 talk to its token endpoint over HTTPS exactly as they will in the hub. Tokens are checked the
 way Rucio checks them (JWKS signature, exact issuer, ``aud`` ∋ ``rucio``), and every error and
 log line is searched for the tokens and the client secret.
@@ -21,7 +21,7 @@ import requests
 from localplatform import idp
 from tornado.httpclient import AsyncHTTPClient
 
-from hub_config.rucio import IdPUnavailable, TokenExchangeRefused, exchange_token, refresh_tokens
+from hub_config.rucio import IdPUnavailable, TokenExchangeRefused, exchange_token
 from tests.support.expected import fake_jwt
 from tests.support.oidc import REDIRECT, code_login
 
@@ -119,36 +119,29 @@ async def test_exchange_gives_rucio_audience_for_same_subject(
     _secrets_absent([repr(ts), logs.text], ts.access_token, ts.refresh_token, login["access_token"], HUB_SECRET)
 
 
-async def test_refresh_gives_new_tokens(
+async def test_refreshed_login_token_exchanges_again(
     info: dict[str, Any], users: dict[str, dict[str, Any]], logs: pytest.LogCaptureFixture
 ) -> None:
-    """The login refresh token yields a new access token, which exchanges again (the rotator's path)."""
+    """The rotator's path: the login refresh token yields a new access token (OAuthenticator's
+    refresh grant, done here with a plain request), and that token exchanges for Rucio again."""
     alice = users["alice"]
     login = _login(info, alice)
     time.sleep(1.1)  # `iat` has one-second resolution: make the new token differ
-    fresh = await refresh_tokens(
-        info["token_endpoint"], HUB_CLIENT, HUB_SECRET, login["refresh_token"], ca_bundle=info["ca"]
+    reply = requests.post(
+        info["token_endpoint"],
+        data={"grant_type": "refresh_token", "refresh_token": login["refresh_token"]},
+        auth=(HUB_CLIENT, HUB_SECRET),
+        verify=info["ca"],
+        timeout=30,
     )
-    assert fresh.access_token != login["access_token"]
-    assert fresh.refresh_token
-    assert _verify(info, fresh.access_token, HUB_CLIENT)["sub"] == alice["sub"]
+    reply.raise_for_status()
+    fresh = reply.json()["access_token"]
+    assert fresh != login["access_token"]
     exchanged = await exchange_token(
-        info["token_endpoint"], HUB_CLIENT, HUB_SECRET, fresh.access_token, "rucio", RUCIO_SCOPE, ca_bundle=info["ca"]
+        info["token_endpoint"], HUB_CLIENT, HUB_SECRET, fresh, "rucio", RUCIO_SCOPE, ca_bundle=info["ca"]
     )
-    assert exchanged.refresh_token is not None
-    renewed = await refresh_tokens(
-        info["token_endpoint"], HUB_CLIENT, HUB_SECRET, exchanged.refresh_token, ca_bundle=info["ca"]
-    )
-    assert renewed.access_token != exchanged.access_token
-    assert _verify(info, renewed.access_token, "rucio")["sub"] == alice["sub"]
-    _secrets_absent(
-        [logs.text, repr(fresh), repr(renewed)],
-        login["refresh_token"],
-        fresh.access_token,
-        renewed.access_token,
-        exchanged.access_token,
-        HUB_SECRET,
-    )
+    assert _verify(info, exchanged.access_token, "rucio")["sub"] == alice["sub"]
+    _secrets_absent([logs.text, repr(exchanged)], login["refresh_token"], fresh, exchanged.access_token, HUB_SECRET)
 
 
 async def test_garbage_subject_token_is_refused(info: dict[str, Any], logs: pytest.LogCaptureFixture) -> None:
@@ -199,9 +192,9 @@ async def test_expired_subject_and_wrong_secret_and_wider_scope_are_refused(
 async def test_untrusted_certificate_is_unavailable(info: dict[str, Any], logs: pytest.LogCaptureFixture) -> None:
     """Without the IdP's CA the TLS handshake fails: IdPUnavailable, never a request sent in clear."""
     with pytest.raises(IdPUnavailable, match="TLS|certificate|SSL") as exc:
-        await refresh_tokens(info["token_endpoint"], HUB_CLIENT, HUB_SECRET, "some-refresh-token-value")
+        await exchange_token(info["token_endpoint"], HUB_CLIENT, HUB_SECRET, "some-subject-token-value", "rucio", "")
     assert exc.value.status is None
-    _secrets_absent([str(exc.value), repr(exc.value), logs.text], "some-refresh-token-value", HUB_SECRET)
+    _secrets_absent([str(exc.value), repr(exc.value), logs.text], "some-subject-token-value", HUB_SECRET)
 
 
 async def test_stopped_idp_is_unavailable(

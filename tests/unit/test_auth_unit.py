@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from traitlets.config import Config
 
-from hub_config.auth import AuthConfigError, DiscoveryError, OIDCEndpoints, apply_auth, discover, read_client_secret
+from hub_config.auth import OIDCEndpoints, apply_auth, discover, read_client_secret
 from hub_config.auth.groups import groups_from_claims
 from hub_config.auth.usernames import normalise_username
+from hub_config.errors import AuthConfigError, DiscoveryError
 from hub_config.settings import GroupsClaim, IAMSettings
 
 ISS = "https://iam.example.org/"

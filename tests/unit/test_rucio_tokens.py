@@ -22,7 +22,7 @@ import pytest
 from tornado.httpserver import HTTPServer
 from tornado.web import Application, RequestHandler
 
-from hub_config.rucio import IdPUnavailable, TokenExchangeRefused, TokenSet, exchange_token, jwt_expiry, refresh_tokens
+from hub_config.rucio import IdPUnavailable, TokenExchangeRefused, TokenSet, exchange_token, jwt_expiry
 from hub_config.rucio.tokens import ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT
 from tests.support.expected import fake_jwt
 
@@ -134,21 +134,16 @@ async def test_exchange_sends_rfc8693_request_with_basic_auth(idp: tuple[str, Sc
 
 
 @same_loop
-async def test_expiry_falls_back_to_jwt_exp_and_refresh_token_is_kept(idp: tuple[str, Script]) -> None:
-    """No `expires_in`: the JWT's `exp` counts. No new refresh token: the old one stays valid (RFC 6749 §6)."""
+async def test_expiry_falls_back_to_jwt_exp(idp: tuple[str, Script]) -> None:
+    """No `expires_in`: the JWT's `exp` counts; an opaque token without one has no known expiry."""
     url, script = idp
     script.body = {"access_token": _jwt({"exp": 1900000000})}
-    ts = await refresh_tokens(url, "hub", SECRET, REFRESH, scope="openid profile")
+    ts = await exchange_token(url, "hub", SECRET, SUBJECT, "rucio", "openid profile")
     assert ts.expires_at == 1900000000.0
-    assert ts.refresh_token == REFRESH
-    assert script.requests[0]["form"] == {
-        "grant_type": "refresh_token",
-        "refresh_token": REFRESH,
-        "scope": "openid profile",
-    }
-    script.body = {"access_token": "opaque", "refresh_token": "rotated-refresh"}
-    ts = await refresh_tokens(url, "hub", SECRET, REFRESH)
-    assert ts.refresh_token == "rotated-refresh"
+    assert ts.refresh_token is None
+    script.body = {"access_token": "opaque", "refresh_token": "issued-refresh"}
+    ts = await exchange_token(url, "hub", SECRET, SUBJECT, "rucio", "openid profile")
+    assert ts.refresh_token == "issued-refresh"
     assert ts.expires_at is None
 
 
@@ -187,9 +182,9 @@ async def test_server_trouble_is_unavailable(
     script.status, script.body = status, body
     caplog.set_level(logging.DEBUG)
     with pytest.raises(IdPUnavailable, match=reason) as info:
-        await refresh_tokens(url, "hub", SECRET, REFRESH)
+        await exchange_token(url, "hub", SECRET, SUBJECT, "rucio", "openid profile")
     assert info.value.status == status
-    _assert_hidden([str(info.value), repr(info.value), caplog.text], REFRESH, SECRET)
+    _assert_hidden([str(info.value), repr(info.value), caplog.text], SUBJECT, SECRET)
 
 
 @same_loop
