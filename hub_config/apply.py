@@ -8,16 +8,16 @@ key), never a traceback, and never a half-configured hub.
 
 from __future__ import annotations
 
-import html
 import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from .auth import apply_auth, discover, read_client_secret
+from .auth import apply_auth, apply_auth_state_key, discover, read_client_secret
 from .errors import AuthConfigError, ConfigError, DiscoveryError
 from .logs import route_to_hub_log
+from .pages import apply_pages
 from .profiles.source import ProfileSource
 from .rucio_service import Rotator, RucioProvisioner
 from .settings.model import Settings
@@ -41,47 +41,43 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
 
 
 def apply(c: Any, settings: Settings, *, hub_url: str | None = None) -> ProfileSource:
-    """Configure authentication, spawning and pages on the traitlets config ``c``."""
+    """Configure the hub on the traitlets config ``c``: one `apply_<concern>` per concern.
+
+    What the concerns share is read here, once: the profiles, the IdP's endpoints (discovery),
+    the client secret and the auth-state key. The `apply_*` functions only write `c.*`.
+    """
     route_to_hub_log()
     profiles = ProfileSource(settings)
     profiles.load_initial()
-    crypt_key = os.environ.get("JUPYTERHUB_CRYPT_KEY", "")
-    if crypt_key.strip():
-        # The operator's key (from their existing Secret) wins over the one z2jh generates, so auth
-        # state stays readable if the release is reinstalled; JupyterHub validates the format.
-        c.CryptKeeper.keys = [k for k in crypt_key.split(";") if k.strip()]
     endpoints = discover(settings.iam)
     client_secret = read_client_secret(settings.iam)
-    apply_auth(c, settings.iam, hub_url=hub_url, endpoints=endpoints, client_secret=client_secret)
-    rucio: RucioProvisioner | None = None
-    rotator: Rotator | None = None
-    if settings.rucio.instances:
-        rucio = RucioProvisioner(
-            settings,
-            token_url=endpoints.token_url,
-            client_id=settings.iam.client_id,
-            client_secret=client_secret,
-            ca_bundle=settings.iam.ca_bundle,
-        )
-        rotator = Rotator(
-            margin=settings.rucio.refresh_margin_seconds,
-            interval=settings.rucio.check_interval_seconds,
-            concurrency=settings.rucio.max_concurrent_rotations,
-        )
+    apply_auth_state_key(c, os.environ.get("JUPYTERHUB_CRYPT_KEY", ""))
+    apply_auth(c, settings.iam, endpoints=endpoints, client_secret=client_secret, hub_url=hub_url)
+    rucio, rotator = _rucio_services(settings, token_url=endpoints.token_url, client_secret=client_secret)
     apply_spawner(c, settings, profiles, rucio=rucio, rotator=rotator)
-    # `update`/`prepend` merge with what other config files set (traitlets' lazy values).
-    c.JupyterHub.template_vars.update(
-        {
-            "datalake_site_name": settings.site_name,
-            # JupyterHub's page template renders `announcement` unescaped; settings hold plain text.
-            "announcement": html.escape(settings.announcement.text) if settings.announcement else None,
-            "announcement_level": settings.announcement.level if settings.announcement else None,
-        }
-    )
-    templates = Path(__file__).parent / "templates"
-    if templates.is_dir():
-        c.JupyterHub.template_paths.prepend([str(templates)])
+    apply_pages(c, settings)
     return profiles
+
+
+def _rucio_services(
+    settings: Settings, *, token_url: str, client_secret: str
+) -> tuple[RucioProvisioner | None, Rotator | None]:
+    """The hub-wide Rucio provisioner and rotator, or none without Rucio instances."""
+    if not settings.rucio.instances:
+        return None, None
+    rucio = RucioProvisioner(
+        settings,
+        token_url=token_url,
+        client_id=settings.iam.client_id,
+        client_secret=client_secret,
+        ca_bundle=settings.iam.ca_bundle,
+    )
+    rotator = Rotator(
+        margin=settings.rucio.refresh_margin_seconds,
+        interval=settings.rucio.check_interval_seconds,
+        concurrency=settings.rucio.max_concurrent_rotations,
+    )
+    return rucio, rotator
 
 
 def apply_from_file(c: Any, path: str | os.PathLike[str] | None = None) -> ProfileSource:

@@ -11,9 +11,33 @@ from __future__ import annotations
 
 import logging
 
-__all__ = ["HUB_LOGGER", "route_to_hub_log"]
+from .redact import redact
+
+__all__ = ["HUB_LOGGER", "RedactingFilter", "route_to_hub_log"]
 
 HUB_LOGGER = "JupyterHub"
+_MAX_LOG_MESSAGE = 64 * 1024
+
+
+class RedactingFilter(logging.Filter):
+    """Masks tokens in every record the hub logger emits, whoever logged it.
+
+    OAuthenticator logs the IdP's reply body at ERROR when a refresh fails, and such a body can
+    hold a new or old refresh token; our own lines are built not to carry one. The filter sits on
+    the ``JupyterHub`` logger, whose handlers every hub line (ours included) goes through, and
+    rewrites the formatted message with :func:`hub_config.redact.redact` (JWT shapes and
+    credential-named fields; a megabyte body is cut short).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # a broken format string: logging reports it itself
+        cleaned = redact(message, limit=_MAX_LOG_MESSAGE, keep_newlines=True)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
 
 
 class _ToHubLog(logging.Handler):
@@ -31,5 +55,8 @@ def route_to_hub_log(name: str = "hub_config") -> None:
     if not any(isinstance(h, _ToHubLog) for h in logger.handlers):
         logger.addHandler(_ToHubLog())
     logger.setLevel(logging.DEBUG)  # the hub logger's level decides
+    hub = logging.getLogger(HUB_LOGGER)
+    if not any(isinstance(f, RedactingFilter) for f in hub.filters):
+        hub.addFilter(RedactingFilter())
     # Propagation stays on: the hub's root logger has no handler (no duplicates), and whatever
     # else listens at the root (pytest's capture, an operator's extra handler) still gets them.

@@ -9,8 +9,9 @@ What is removed:
 
 * each known secret, verbatim and in the forms it travels in (base64 as in Secrets, URL-encoded as
   in form bodies), and any 16-character piece of it (a truncated echo still leaks a usable prefix);
-* anything shaped like a JWT (three base64url segments, the first a JSON header): tokens the
-  caller did not know about, such as a freshly issued one in an error reply;
+* anything shaped like a JWT (three base64url segments, the first a JSON header), and the value of
+  any field named like a credential (`refresh_token`, `client_secret`, ...) in a JSON, form or repr
+  body: tokens the caller did not know about, such as a freshly issued one in an error reply;
 * non-printable characters (terminal escapes, newlines that would forge log lines);
 
 and the result is cut to ``limit`` characters, so a megabyte body never floods the log.
@@ -25,12 +26,18 @@ from collections.abc import Iterable
 
 __all__ = ["MASK", "redact"]
 
+
 MASK = "[redacted]"
 _MIN_SECRET = 12
 """Shorter values are not searched for: they would garble the message (a value ``secret`` would
 blank out "secrets" in RBAC errors), and what the hub guards — tokens, keys, config files — is long."""
 _FRAGMENT = 16
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_SECRET_FIELDS = "access_token|refresh_token|id_token|subject_token|client_secret|code_verifier|password"  # noqa: S105 - field names, not a secret
+_FIELD_VALUE = re.compile(
+    rf"""(?P<key>["']?\b(?:{_SECRET_FIELDS})\b["']?\s*[:=]\s*["']?)(?P<value>[^"'&\s,}}]{{8,}})""", re.IGNORECASE
+)
+"""A secret-named field's value in a JSON, form or repr body (`"refresh_token": "…"`, `code_verifier=…`)."""
 _DEFAULT_LIMIT = 300
 _MAX_INPUT = 1 << 20
 
@@ -53,8 +60,11 @@ def _fragments(secret: str) -> Iterable[str]:
     return (secret[i : i + _FRAGMENT] for i in range(0, len(secret) - _FRAGMENT + 1, _FRAGMENT // 2))
 
 
-def redact(text: object, secrets: Iterable[str | None] = (), *, limit: int = _DEFAULT_LIMIT) -> str:
-    """``text`` with ``secrets`` (and JWT-shaped strings) masked, printable, at most ``limit`` chars."""
+def redact(
+    text: object, secrets: Iterable[str | None] = (), *, limit: int = _DEFAULT_LIMIT, keep_newlines: bool = False
+) -> str:
+    """``text`` with ``secrets``, JWT-shaped strings and credential-named fields' values masked,
+    printable, at most ``limit`` chars. ``keep_newlines`` is for whole log messages the hub composed."""
     out = str(text)[:_MAX_INPUT]
     needles: set[str] = set()
     for secret in secrets:
@@ -64,5 +74,6 @@ def redact(text: object, secrets: Iterable[str | None] = (), *, limit: int = _DE
     for needle in sorted(needles, key=len, reverse=True):
         out = out.replace(needle, MASK)
     out = _JWT.sub(MASK, out)
-    out = "".join(c if c.isprintable() else " " for c in out)
+    out = _FIELD_VALUE.sub(lambda m: m.group("key") + MASK, out)
+    out = "".join(c if c.isprintable() or (keep_newlines and c == "\n") else " " for c in out)
     return out if len(out) <= limit else out[: limit - 1] + "…"

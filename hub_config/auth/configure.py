@@ -11,7 +11,7 @@ from ..errors import AuthConfigError
 from ..settings.iam import IAMSettings
 from .discovery import OIDCEndpoints
 
-__all__ = ["AuthConfigError", "apply_auth", "read_client_secret"]
+__all__ = ["AuthConfigError", "apply_auth", "apply_auth_state_key", "read_client_secret"]
 
 
 def read_client_secret(iam: IAMSettings) -> str:
@@ -82,3 +82,14 @@ def apply_auth(
         if target:
             query["post_logout_redirect_uri"] = target
         auth.logout_redirect_url = f"{endpoints.end_session_url}?{urllib.parse.urlencode(query)}"
+
+
+def apply_auth_state_key(c: Any, crypt_key: str) -> None:
+    """Encrypt auth state with the operator's key(s) (``;``-separated, as JupyterHub documents).
+
+    It wins over the key z2jh generates (z2jh's jupyterhub_config.py sets `CryptKeeper.keys` from
+    its own Secret first), so auth state stays readable after a reinstall. Empty: z2jh's key stays.
+    """
+    keys = [k for k in crypt_key.split(";") if k.strip()]
+    if keys:
+        c.CryptKeeper.keys = keys

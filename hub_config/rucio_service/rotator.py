@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from ..redact import redact
 from ..shared import HubWide
 
 __all__ = ["Rotator", "Tracked"]
@@ -122,6 +123,7 @@ class Rotator(HubWide):
 
 
 def _describe(err: BaseException) -> str:
-    """Type and message; our errors never carry tokens, others are cut short to be safe."""
-    text = str(err)
-    return f"{type(err).__name__}: {text[:200]}"
+    """Type and message, redacted: ours never carry tokens, but a foreign error (the IdP's reply
+    inside OAuthenticator's, an HTTP client's) may quote one; JWT-shaped text is masked and the
+    line bounded whatever it is."""
+    return f"{type(err).__name__}: {redact(err, limit=200)}"

@@ -112,3 +112,42 @@ def test_each_framework_enters_through_its_adapter() -> None:
             if module not in ADAPTERS[framework]:
                 offenders.append(f"{module} imports {framework}")
     assert sorted(offenders) == []
+
+
+def _apply_functions() -> dict[str, ast.FunctionDef]:
+    found: dict[str, ast.FunctionDef] = {}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("apply_") and node.name != "apply_from_file":
+                found[f"{path.relative_to(PACKAGE)}:{node.name}"] = node
+    return found
+
+
+def test_config_writes_are_one_apply_function_per_concern() -> None:
+    """`apply()` writes nothing to `c` itself, it calls one `apply_<concern>` each; those only write `c.*`:
+    none discovers the IdP, reads a secret, a file or the environment on the side."""
+    functions = _apply_functions()
+    assert {"auth/configure.py:apply_auth", "spawner.py:apply_spawner", "pages.py:apply_pages"} <= set(functions)
+    side_reads = {"discover", "read_client_secret", "environ", "getenv", "open", "read_text", "read_bytes"}
+    offenders = []
+    for where, fn in functions.items():
+        for node in ast.walk(fn):
+            name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+            if name in side_reads:
+                offenders.append(f"{where} uses {name}")
+    assert offenders == []
+    apply_fn = next(
+        n
+        for n in ast.walk(ast.parse((PACKAGE / "apply.py").read_text()))
+        if isinstance(n, ast.FunctionDef) and n.name == "apply"
+    )
+    called = {n.func.id for n in ast.walk(apply_fn) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    assert {f.split(":")[1] for f in functions} <= called, "apply() calls every apply_<concern>"
+    writes = [
+        ast.unparse(t)
+        for n in ast.walk(apply_fn)
+        if isinstance(n, ast.Assign)
+        for t in n.targets
+        if ast.unparse(t).startswith("c.")
+    ]
+    assert writes == []

@@ -51,3 +51,49 @@ def test_bounded_printable_and_short_values_left_alone() -> None:
     out = redact("line1\nline2\x1b[31m" + "x" * 10_000, ["secret"], limit=80)
     assert len(out) <= 80 and "\n" not in out and "\x1b" not in out
     assert redact("secrets are forbidden", ["secret"]) == "secrets are forbidden"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"error": "invalid_grant", "refresh_token": "%s"}',
+        "grant_type=refresh_token&refresh_token=%s&client_id=hub",
+        "TokenSet(access_token='%s')",
+    ],
+)
+def test_credential_named_fields_are_masked(body: str) -> None:
+    """A value under a credential's name is masked even when the hub never saw it (a new token)."""
+    fresh = secrets.token_urlsafe(24)
+    out = redact(body % fresh, limit=10_000)
+    assert fresh not in out and MASK in out
+    assert redact("the refresh_token has expired") == "the refresh_token has expired"
+
+
+def test_hub_log_lines_are_redacted_whoever_logs_them(tmp_path: object) -> None:
+    """OAuthenticator logs the IdP's reply at ERROR on a failed refresh: the hub log never shows its token."""
+    import io
+    import logging
+
+    from hub_config.logs import HUB_LOGGER, route_to_hub_log
+
+    ours = logging.getLogger("hub_config")
+    before_handlers, before_filters = list(ours.handlers), list(logging.getLogger(HUB_LOGGER).filters)
+    route_to_hub_log()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    hub = logging.getLogger(HUB_LOGGER)
+    hub.addHandler(handler)
+    hub.setLevel(logging.INFO)
+    leaked = secrets.token_urlsafe(24)
+    try:
+        hub.error("Error refreshing auth with %s: %s", "iam", f'{{"error":"x","refresh_token":"{leaked}"}}')
+        logging.getLogger("hub_config.rucio_service.rotator").warning("token %s", _jwt())
+        hub.info("Profiles refused:\nprofiles/a.yaml:3: slug: bad")
+    finally:
+        hub.removeHandler(handler)
+        ours.handlers[:] = before_handlers  # leave the process's logging as other tests expect it
+        hub.filters[:] = before_filters
+    text = stream.getvalue()
+    assert leaked not in text and "eyJ" not in text
+    assert text.count(MASK) == 2
+    assert "Profiles refused:\nprofiles/a.yaml:3: slug: bad" in text, "our own multi-line messages stay intact"
