@@ -19,11 +19,11 @@ import jwt
 import pytest
 import requests
 from localplatform import idp
+from localplatform.clients import REDIRECT, code_login
 from tornado.httpclient import AsyncHTTPClient
 
 from hub_config.rucio import IdPUnavailable, TokenExchangeRefused, exchange_token
 from tests.support.expected import fake_jwt
-from tests.support.oidc import REDIRECT, code_login
 
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(300)]
 
