@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .errors import ChoiceError, ConfigError, Problem
+from .errors import MAX_PROBLEMS, ChoiceError, ConfigError, Problem
 from .profiles.kubespawner import profile_list_for, resolve_overrides
 from .profiles.loader import LoadedProfile, load_profiles
 from .schema import render_chart_schema, settings_schema
@@ -172,8 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.func(args)
     except ConfigError as err:
-        for problem in err.problems:
+        for problem in err.problems[:MAX_PROBLEMS]:
             print(problem, file=sys.stderr)
+        if len(err.problems) > MAX_PROBLEMS:
+            print(f"... and {len(err.problems) - MAX_PROBLEMS} more", file=sys.stderr)
         print(f"{len(err.problems)} problem(s) found", file=sys.stderr)
         return 1
     except OSError as err:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from .redact import redact
 
 __all__ = [
+    "MAX_PROBLEMS",
     "AccountError",
     "AuthConfigError",
     "ChoiceError",
@@ -69,12 +70,23 @@ class Problem:
         return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
 
 
+MAX_PROBLEMS = 50
+"""Problems shown per error: a file of a thousand bad lines must not flood the log or the terminal."""
+
+
 class ConfigError(ValueError):
-    """Settings or profiles are invalid; ``problems`` lists every problem found."""
+    """Settings or profiles are invalid; ``problems`` lists every problem found (each message
+    bounded). Its text shows the first MAX_PROBLEMS and how many more there are."""
 
     def __init__(self, problems: Iterable[Problem]) -> None:
-        self.problems: tuple[Problem, ...] = tuple(sorted(set(problems)))
-        super().__init__("\n".join(str(p) for p in self.problems) or "invalid configuration")
+        self.problems: tuple[Problem, ...] = tuple(
+            Problem(p.source, p.line, p.key[:200], redact(p.message, limit=300)) for p in sorted(set(problems))
+        )
+        shown = self.problems[:MAX_PROBLEMS]
+        text = "\n".join(str(p) for p in shown) or "invalid configuration"
+        if len(self.problems) > len(shown):
+            text += f"\n... and {len(self.problems) - len(shown)} more problem(s)"
+        super().__init__(text)
 
     def __reduce__(self) -> tuple[type[ConfigError], tuple[tuple[Problem, ...]]]:
         return (type(self), (self.problems,))

@@ -20,14 +20,24 @@ from pydantic import ValidationError
 
 from .errors import ConfigError, Problem, format_path
 from .modelbase import PATTERN_MEANINGS
+from .redact import redact
 
 __all__ = ["Document", "parse_yaml", "problems_from_validation"]
 
 KeyPath = tuple[str | int, ...]
 
+MAX_BYTES = 1024 * 1024
+"""A ConfigMap holds at most 1 MiB; nothing we read legitimately comes near it."""
 MAX_NODES = 50_000
 """Values a document may expand to; aliases can otherwise blow a small file up exponentially."""
 MAX_DEPTH = 64
+"""Nesting levels. Checked on the parser's event stream, before the (recursive) composer runs."""
+KNOWN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "timestamp", "map", "seq", "merge")
+)
+"""YAML's core tags. Any other (`!!python/object`, `!Ref`, `!!binary`) is refused, never dropped."""
+
+_Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _TooLarge(Exception):
@@ -56,18 +66,44 @@ class Document:
         return Problem(self.source, self.line_of(path), format_path(path), message)
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader whose resolver we use only to compose nodes (no object construction)."""
+class _Loader(_Base):  # type: ignore[valid-type,misc]
+    """SafeLoader (libyaml's, when the image has it: the stock z2jh hub image does) whose resolver we
+    use only to compose nodes; values are built by :func:`_convert`, never by PyYAML constructors."""
+
+
+class _ScalarLoader(yaml.SafeLoader):
+    """The pure-Python SafeLoader, for its scalar constructors only."""
+
+
+def _prescan(text: str, source: str) -> None:
+    """Refuse nesting beyond MAX_DEPTH or more than MAX_NODES events, iteratively (no recursion),
+    before the composer would recurse into them."""
+    depth = 0
+    for events, event in enumerate(yaml.parse(text, Loader=_Loader), start=1):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark else None
+                raise ConfigError([Problem(source, line, "", f"nested deeper than {MAX_DEPTH} levels")])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        if events > MAX_NODES:
+            line = event.start_mark.line + 1 if event.start_mark else None
+            raise ConfigError([Problem(source, line, "", f"more than {MAX_NODES} values")])
 
 
 def parse_yaml(text: str | bytes, source: str) -> Document:
     """Parse one YAML document; raise :class:`ConfigError` for syntax errors and duplicate keys."""
+    size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_BYTES:
+        raise ConfigError([Problem(source, None, "", f"{size} bytes: larger than the {MAX_BYTES // 1024} KiB limit")])
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as err:
             raise ConfigError([Problem(source, None, "", f"not UTF-8 text ({err.reason})")]) from None
     try:
+        _prescan(text, source)
         nodes = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
@@ -75,7 +111,9 @@ def parse_yaml(text: str | bytes, source: str) -> Document:
         msg = " ".join(s for s in (err.context, err.problem) if s) or "invalid YAML"
         raise ConfigError([Problem(source, line, "", f"YAML syntax error: {msg}")]) from None
     except yaml.YAMLError as err:  # reader errors (control characters) carry no mark type
-        raise ConfigError([Problem(source, None, "", f"YAML error: {err}")]) from None
+        raise ConfigError([Problem(source, None, "", f"YAML error: {redact(err)}")]) from None
+    except RecursionError:  # not reachable after _prescan; kept so no input can raise a traceback
+        raise ConfigError([Problem(source, None, "", "nested too deeply")]) from None
     if len(nodes) > 1:
         line = nodes[1].start_mark.line + 1
         raise ConfigError([Problem(source, line, "", "expected one YAML document, found several")])
@@ -112,6 +150,13 @@ def _convert(
     if budget[0] < 0 or len(path) > MAX_DEPTH:
         raise _TooLarge
     lines.setdefault(path, node.start_mark.line + 1)
+    if node.tag not in KNOWN_TAGS and not (isinstance(node, yaml.ScalarNode) and node.tag == "!"):
+        problems.append(
+            Problem(
+                source, node.start_mark.line + 1, format_path(path), f"unknown YAML tag {redact(node.tag, limit=60)}"
+            )
+        )
+        return None
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -169,7 +214,7 @@ def _scalar(node: yaml.Node, problems: list[Problem], source: str, path: KeyPath
 
 def _construct_scalar_value(node: yaml.ScalarNode) -> Any:
     """Construct one scalar with SafeLoader's resolvers (int, float, bool, null, timestamps as text)."""
-    loader = _Loader("")
+    loader = _ScalarLoader("")
     try:
         if node.tag == "tag:yaml.org,2002:timestamp":
             return str(node.value)  # dates stay text: settings never want datetime objects
@@ -199,6 +244,6 @@ def _message(e: Any) -> str:
     if kind == "string_pattern_mismatch":
         pattern = str((e.get("ctx") or {}).get("pattern", ""))
         meaning = PATTERN_MEANINGS.get(pattern, f"must match {pattern}")
-        return f"{e.get('input')!r} {meaning}"
+        return f"{redact(repr(e.get('input')), limit=80)} {meaning}"
     msg = str(e.get("msg", "invalid value"))
-    return msg.removeprefix("Value error, ")
+    return redact(msg.removeprefix("Value error, "), limit=300)

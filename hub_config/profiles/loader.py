@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError, Problem
 from ..rucio.selection import instances_for, unknown_instances
-from ..yamlsource import Document, parse_yaml, problems_from_validation
+from ..yamlsource import MAX_BYTES, Document, parse_yaml, problems_from_validation
 from .model import Profile
 
 if TYPE_CHECKING:
@@ -47,11 +47,21 @@ class LoadedProfile:
 def profile_files(path: Path) -> list[Path]:
     """The profile files under ``path`` (a file or a directory, e.g. a mounted ConfigMap).
 
-    Hidden entries are skipped: a mounted ConfigMap holds `..data` and timestamped dirs.
+    Hidden entries are skipped: a mounted ConfigMap holds `..data` and timestamped dirs. Every
+    other entry named like a profile is returned, even a directory or a dangling symlink, so the
+    loader refuses it with its name instead of `validate` saying OK while the hub serves less.
     """
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix in SUFFIXES and not p.name.startswith(".") and p.is_file())
+        return sorted(p for p in path.iterdir() if p.suffix in SUFFIXES and not p.name.startswith("."))
     return [path]
+
+
+def _read_bounded(file: Path) -> bytes:
+    """The file's bytes, reading at most one byte past the YAML reader's limit (it refuses the rest)."""
+    if file.is_dir():
+        raise IsADirectoryError(21, "is a directory, not a profile file")
+    with file.open("rb") as fh:
+        return fh.read(MAX_BYTES + 1)
 
 
 def load_profile_text(text: str | bytes, source: str) -> LoadedProfile:
@@ -70,15 +80,16 @@ def load_profiles(
     paths: Iterable[Path], settings: Settings | None = None, *, inline: Iterable[Profile] = ()
 ) -> list[LoadedProfile]:
     """Load every profile under ``paths`` plus ``inline`` ones; raise one error listing all problems."""
+    roots = list(paths)
     loaded: list[LoadedProfile] = []
     problems: list[Problem] = []
-    for root in paths:
+    for root in roots:
         if not root.exists():
             problems.append(Problem(str(root), None, "", "no such file or directory"))
             continue
         for file in profile_files(root):
             try:
-                raw = file.read_bytes()
+                raw = _read_bounded(file)
             except OSError as err:
                 problems.append(Problem(str(file), None, "", f"cannot read: {err.strerror}"))
                 continue
@@ -88,6 +99,9 @@ def load_profiles(
                 problems.extend(err.problems)
     for i, profile in enumerate(inline):
         loaded.append(LoadedProfile(profile=profile, source=f"<settings profiles.inline[{i}]>"))
+    if not loaded and not problems:
+        where = ", ".join(str(p) for p in roots) or "<settings profiles.inline>"
+        problems.append(Problem(where, None, "", "no profiles: every user would be offered no server"))
     problems.extend(check_profiles(loaded, settings))
     if problems:
         raise ConfigError(problems)
