@@ -13,6 +13,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
+    "IMAGE_REF_PATTERN",
     "K8S_NAME",
     "MEMORY_PATTERN",
     "NAME_PATTERN",
@@ -37,7 +38,17 @@ class Strict(BaseModel):
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
 """A string that is set. ``""`` never means "unset" here; use null (None)."""
 
-MEMORY_PATTERN = r"^[0-9]+(\.[0-9]+)?[KMGT]$"
+MEMORY_PATTERN = r"^([1-9][0-9]*(\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*)[KMGT]$"
+"""A positive size: `0`/`0G` would make KubeSpawner set no limit at all, silently."""
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_REF_PATTERN = (
+    rf"^(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?/)?{_PATH_PART}(?:/{_PATH_PART})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+"""An OCI image reference as the container runtime parses it (distribution/reference's grammar):
+`[registry[:port]/]path[:tag][@digest]`, lowercase path components. What `validate` accepts, the
+node can pull; anything else would fail at spawn with InvalidImageName."""
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
 HTTPS_PATTERN = r"^https://[^\s/?#]+[^\s]*$"
 HTTP_PATTERN = r"^https?://[^\s/?#]+[^\s]*$"
@@ -75,6 +86,8 @@ PATTERN_MEANINGS = {
     HTTP_PATTERN: "must be an http(s):// URL",
     ABS_PATH_PATTERN: "must be an absolute path",
     QUANTITY_PATTERN: "must be a Kubernetes quantity such as 10Gi or 500m",
-    MEMORY_PATTERN: "must be a size such as 4G (K, M, G or T; binary units, 4G = 4 GiB)",
+    MEMORY_PATTERN: "must be a positive size such as 4G (K, M, G or T; binary units, 4G = 4 GiB)",
+    IMAGE_REF_PATTERN: "must be an image reference such as datalake-hep, registry.example.org/team/img:2026.11 "
+    "(lowercase path, optional :tag and @sha256:digest)",
 }
 """Plain-language meaning of each pattern, for error messages admins can act on."""

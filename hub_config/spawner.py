@@ -97,7 +97,8 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
     async def datalake_profile_list(self) -> list[dict[str, Any]]:
         """The profile_list this user may see and use (KubeSpawner calls it for the form and at spawn)."""
         source: ProfileSource = self.datalake_profiles
-        return [_FreshEntry(e) for e in profile_list_for(source.current(), self._settings(), self.user_groups())]
+        profiles = await source.refresh()
+        return [_FreshEntry(e) for e in profile_list_for(profiles, self._settings(), self.user_groups())]
 
     async def _render_options_form_dynamically(self, current_spawner: Any) -> str:
         """The spawn form, rendered once per profile set and group set, not on every page view.
@@ -108,7 +109,7 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
         a new key, so nobody is shown a stale form.
         """
         source: ProfileSource = self.datalake_profiles
-        source.current()  # pick up a profile edit first: it bumps the generation
+        await source.refresh()  # pick up a profile edit first: it bumps the generation
         key = (source.generation, tuple(self.user_groups()), self.profile_form_template)
         cache = _FORM_HTML.setdefault(source, OrderedDict())
         html = cache.get(key)

@@ -229,7 +229,8 @@ def problems_from_validation(err: ValidationError, doc: Document, prefix: tuple[
     """One :class:`Problem` per pydantic error, located in ``doc`` with the error's key path."""
     problems: list[Problem] = []
     for e in err.errors(include_url=False):
-        loc = (*prefix, *(p for p in e["loc"] if isinstance(p, str | int)))
+        # pydantic marks a dict key's own error with a trailing "[key]": the key's line is the place.
+        loc = (*prefix, *(p for p in e["loc"] if isinstance(p, str | int) and p != "[key]"))
         problems.append(doc.problem(loc, _message(e)))
     return problems
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
-from ..modelbase import MEMORY_PATTERN, K8sName, NonEmptyStr, Strict, Toleration
+from ..modelbase import IMAGE_REF_PATTERN, MEMORY_PATTERN, K8sName, NonEmptyStr, Strict, Toleration
 
 __all__ = [
     "BYTE_UNITS",
@@ -34,10 +34,23 @@ Memory = Annotated[str, StringConstraints(pattern=MEMORY_PATTERN)]
 """Memory as JupyterHub reads it: binary units, `4G` is 4 GiB (`Gi` is not accepted by JupyterHub)."""
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-RESERVED_ENV = re.compile(r"^(BEARER_TOKEN.*|RUCIO_CONFIG|DATALAKE_.*|JUPYTERHUB_.*|JPY_.*|MEM_.*|CPU_.*)$")
-"""Set by the hub; a profile overriding them would break sign-in or Rucio (BEARER_TOKEN* beats the file)."""
+RESERVED_ENV = re.compile(
+    r"^(BEARER_TOKEN.*|RUCIO_.*|DATALAKE_.*|JUPYTERHUB_.*|JPY_.*|MEM_.*|CPU_.*|JUPYTER_CONFIG_PATH|JUPYTER_IMAGE.*)$"
+)
+"""Set by the hub or KubeSpawner (the Rucio config and token, JUPYTER_CONFIG_PATH for the Rucio panel,
+the site name and start-up script, the server's API token and limits): a profile overriding one would
+break sign-in or Rucio (BEARER_TOKEN* beats the token file), so it is refused, never silently lost."""
 
-IMAGE_REF = r"^[a-z0-9][a-z0-9._/:@-]*$"
+
+def _env_name(name: str) -> str:
+    if not ENV_NAME.match(name):
+        raise ValueError(f"{name!r} is not a valid variable name")
+    if RESERVED_ENV.match(name):
+        raise ValueError(f"{name} is set by the hub and cannot be overridden by a profile")
+    return name
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
 
 
 def memory_bytes(value: str) -> int:
@@ -176,7 +189,7 @@ class Profile(Strict):
     slug: K8sName = Field(description="Stable identifier (URLs, API requests, form fields).")
     display_name: NonEmptyStr = Field(description="Title on the spawn page.")
     description: NonEmptyStr = Field(description="What the option is for, shown under the title.")
-    image: Annotated[str, StringConstraints(pattern=IMAGE_REF)] = Field(
+    image: Annotated[str, StringConstraints(pattern=IMAGE_REF_PATTERN, max_length=512)] = Field(
         description="Image. A bare name (`datalake-hep`) resolves to `<images.registry>/<name>:<images.tag>`."
     )
     default: bool = Field(False, description="Preselected option (at most one profile).")
@@ -191,18 +204,13 @@ class Profile(Strict):
         description="Named storage mounts (see `storage`) these servers get besides home.",
     )
     rucio: ProfileRucio = Field(default_factory=lambda: ProfileRucio(), description="Rucio access.")
-    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables (no secrets).")
+    env: dict[EnvName, str] = Field(default_factory=dict, description="Extra environment variables (no secrets).")
     node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels required.")
     tolerations: list[Toleration] = Field(default_factory=list, description="Extra tolerations.")
     default_url: NonEmptyStr | None = Field(None, description="Landing URL; null uses the spawner default.")
 
     @model_validator(mode="after")
     def _env_and_mounts(self) -> Profile:
-        for name in self.env:
-            if not ENV_NAME.match(name):
-                raise ValueError(f"env name {name!r} is not a valid variable name")
-            if RESERVED_ENV.match(name):
-                raise ValueError(f"env {name} is set by the hub and cannot be overridden by a profile")
         if len(set(self.mounts)) != len(self.mounts):
             raise ValueError("mounts lists a name twice")
         if self.resources.gpus and self.choices.gpus is not None:

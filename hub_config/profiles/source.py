@@ -5,17 +5,25 @@ changes. We fingerprint the directory (names, sizes, mtimes, symlink targets) at
 `reload_seconds`; on a change we load and validate everything, and only a fully valid set replaces
 the current one. A broken edit is logged once per change with file:line, and users keep the options
 they had — no hub restart, no outage.
+
+The hub calls :meth:`ProfileSource.refresh` (async): the check and the parse run on a worker thread,
+so a large or slow edit never blocks the event loop; :meth:`current` returns the set in force at
+once. Any failure of a reload — a refused edit, an unreadable mount, an unexpected exception — is
+logged once per change and the last good set keeps serving.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..redact import redact
 from ..settings.model import Settings
 from ..shared import HubWide
 from .loader import LoadedProfile, load_profiles
@@ -56,6 +64,7 @@ class ProfileSource(HubWide):
         self._checked_at = float("-inf")
         self._fingerprint: tuple[object, ...] | None = None
         self._profiles: list[LoadedProfile] = []
+        self._lock = threading.Lock()
         self.generation = 0
 
     def load_initial(self) -> list[LoadedProfile]:
@@ -68,7 +77,25 @@ class ProfileSource(HubWide):
         return self._profiles
 
     def current(self) -> list[LoadedProfile]:
-        """The profiles in force, re-reading the files when they changed (at most every interval)."""
+        """The profiles in force (the last good set); never reads files."""
+        return self._profiles
+
+    async def refresh(self) -> list[LoadedProfile]:
+        """Re-read the files if they changed (at most every interval), off the event loop; the set in force."""
+        if self._clock() - self._checked_at >= self.interval and not self._lock.locked():
+            await asyncio.to_thread(self.reload_if_changed)
+        return self._profiles
+
+    def reload_if_changed(self) -> list[LoadedProfile]:
+        """The blocking check-and-load (CLI, tests, and :meth:`refresh`'s worker thread)."""
+        if not self._lock.acquire(blocking=False):
+            return self._profiles  # a reload is running already
+        try:
+            return self._reload_if_changed()
+        finally:
+            self._lock.release()
+
+    def _reload_if_changed(self) -> list[LoadedProfile]:
         now = self._clock()
         if now - self._checked_at < self.interval:
             return self._profiles
@@ -84,6 +111,14 @@ class ProfileSource(HubWide):
                 "Profile change refused; still serving the last good %d profile(s). Problems:\n%s",
                 len(self._profiles),
                 err,
+            )
+            return self._profiles
+        except Exception as err:  # noqa: BLE001 - any failure must keep the last good set serving
+            log.error(
+                "Profile reload failed (%s: %s); still serving the last good %d profile(s)",
+                type(err).__name__,
+                redact(err),
+                len(self._profiles),
             )
             return self._profiles
         old = {p.profile.slug for p in self._profiles}

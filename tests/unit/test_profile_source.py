@@ -42,9 +42,9 @@ def test_new_profile_appears_after_the_interval(tmp_path: Path, reference_settin
     source, clock, profiles = _source(tmp_path, reference_settings)
     (profiles / "tutorial.yaml").write_text(NEW)
     clock.now = 10
-    assert "tutorial" not in {p.profile.slug for p in source.current()}
+    assert "tutorial" not in {p.profile.slug for p in source.reload_if_changed()}
     clock.now = 31
-    assert "tutorial" in {p.profile.slug for p in source.current()}
+    assert "tutorial" in {p.profile.slug for p in source.reload_if_changed()}
     assert source.generation == 2
 
 
@@ -53,17 +53,17 @@ def test_broken_edit_keeps_last_good_and_logs_file_line(
 ) -> None:
     """A broken file is refused with file:line in the log; users keep every option they had."""
     source, clock, profiles = _source(tmp_path, reference_settings)
-    before = [p.profile.slug for p in source.current()]
+    before = [p.profile.slug for p in source.reload_if_changed()]
     (profiles / "hep.yaml").write_text("slug: hep\ndisplay_name: HEP\ndescription: d\nimage: x\nmounts: [tape]\n")
     clock.now = 31
     with caplog.at_level(logging.WARNING):
-        after = [p.profile.slug for p in source.current()]
+        after = [p.profile.slug for p in source.reload_if_changed()]
     assert after == before
     assert f"{profiles}/hep.yaml:5: mounts[0]: mount 'tape' is not defined" in caplog.text
     assert source.generation == 1, "a refused edit is not a new profile set"
     (profiles / "hep.yaml").write_text((ROOT / "profiles" / "hep.yaml").read_text() + "\n# fixed\n")
     clock.now = 62
-    source.current()
+    source.reload_if_changed()
     assert source.generation == 2, "the fixed file is taken"
 
 
@@ -88,7 +88,7 @@ def test_configmap_symlink_swap_is_seen(tmp_path: Path, reference_settings: Sett
     (mount / "..data_tmp").symlink_to("..v2")
     (mount / "..data_tmp").replace(mount / "..data")
     clock.now = 2
-    assert "tutorial" in {p.profile.slug for p in source.current()}
+    assert "tutorial" in {p.profile.slug for p in source.reload_if_changed()}
 
 
 def test_broken_set_at_start_is_fatal(tmp_path: Path, reference_settings: Settings) -> None:
@@ -100,3 +100,51 @@ def test_broken_set_at_start_is_fatal(tmp_path: Path, reference_settings: Settin
     data["profiles"] = {"directory": str(profiles)}
     with pytest.raises(ConfigError):
         ProfileSource(Settings.model_validate(data)).load_initial()
+
+
+async def test_refresh_reloads_off_the_event_loop(tmp_path: Path, reference_settings: Settings) -> None:
+    """A big edit is parsed on a worker thread: the hub's loop keeps ticking while it loads."""
+    import asyncio
+    import time
+
+    source, clock, profiles = _source(tmp_path, reference_settings)
+    for i in range(300):
+        (profiles / f"extra-{i}.yaml").write_text(NEW.replace("tutorial", f"extra-{i}"))
+    clock.now = 31
+    ticks = 0
+    done = asyncio.Event()
+
+    async def heartbeat() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await asyncio.sleep(0.005)
+
+    beat = asyncio.create_task(heartbeat())
+    started = time.monotonic()
+    await source.refresh()
+    elapsed = time.monotonic() - started
+    done.set()
+    await beat
+    assert source.generation == 2 and len(source.current()) > 300
+    assert ticks >= max(2, int(elapsed / 0.005) // 4), f"the loop stalled: {ticks} ticks in {elapsed:.2f}s"
+
+
+def test_empty_or_unreadable_set_is_refused_like_a_broken_one(
+    tmp_path: Path, reference_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Removing every file (or a mount gone bad) is refused: users keep their options, the log says why."""
+    source, clock, profiles = _source(tmp_path, reference_settings)
+    before = [p.profile.slug for p in source.current()]
+    for f in profiles.iterdir():
+        f.unlink()
+    (profiles / "dangling.yaml").symlink_to(tmp_path / "nowhere.yaml")
+    clock.now = 31
+    with caplog.at_level(logging.WARNING):
+        assert [p.profile.slug for p in source.reload_if_changed()] == before
+    assert "dangling.yaml: cannot read" in caplog.text
+    (profiles / "dangling.yaml").unlink()
+    clock.now = 62
+    with caplog.at_level(logging.WARNING):
+        assert [p.profile.slug for p in source.reload_if_changed()] == before
+    assert "no profiles: every user would be offered no server" in caplog.text
