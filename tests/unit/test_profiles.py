@@ -316,3 +316,38 @@ def test_any_bytes_give_a_profile_or_our_error(raw: bytes) -> None:
     """Random bytes in a profile file never raise anything but ConfigError."""
     with contextlib.suppress(ConfigError):
         load_profile_text(raw, "p.yaml")
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["datalake-hep", "datalake-hep:v2", "registry.example.org:5000/team/img:2026.11", f"ghcr.io/a/b@sha256:{'0' * 64}"],
+)
+def test_image_references_the_runtime_can_pull_are_accepted(image: str) -> None:
+    Profile.model_validate({**GOOD, "image": image})
+
+
+@pytest.mark.parametrize(
+    "image", ["UPPER", "a//b", "img:", "img:bad tag", "reg.example.org/Team/img", "-lead", "img@sha256:short"]
+)
+def test_image_references_that_would_fail_at_spawn_are_refused(image: str) -> None:
+    """InvalidImageName at the kubelet is caught by `validate` instead."""
+    with pytest.raises(ValidationError, match="should match pattern"):
+        Profile.model_validate({**GOOD, "image": image})
+
+
+@pytest.mark.parametrize("size", ["0", "0G", "0.0G", "00M"])
+def test_zero_memory_is_refused(size: str) -> None:
+    """KubeSpawner would set no limit at all for 0: refused, not silently unlimited."""
+    with pytest.raises(ValidationError):
+        Profile.model_validate({**GOOD, "resources": {"mem_limit": size}})
+
+
+@pytest.mark.parametrize("name", ["JUPYTER_CONFIG_PATH", "RUCIO_ACCOUNT", "JUPYTERHUB_API_TOKEN", "JUPYTER_IMAGE"])
+def test_env_the_hub_sets_is_refused_at_its_own_line(name: str) -> None:
+    from hub_config.errors import ConfigError
+    from hub_config.profiles.loader import load_profile_text
+
+    text = "slug: x\ndisplay_name: X\ndescription: d\nimage: datalake-base\nenv:\n  OK: '1'\n" + f"  {name}: v\n"
+    with pytest.raises(ConfigError) as err:
+        load_profile_text(text, "p.yaml")
+    assert str(err.value) == f"p.yaml:7: env.{name}: {name} is set by the hub and cannot be overridden by a profile"
