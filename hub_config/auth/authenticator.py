@@ -66,6 +66,12 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
         120, help="Refresh the access token when it has less than this many seconds left."
     ).tag(config=True)
 
+    def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
+        """OAuthenticator's login routes plus the admins' profile status (hub_config/status.py)."""
+        from ..status import handlers
+
+        return [*super().get_handlers(app), *handlers()]
+
     async def httpfetch(self, url: str, *args: Any, **kwargs: Any) -> Any:
         """OAuthenticator's fetch, verifying the IdP cheaply with either tornado client (see ``hub_config.tls``).
 

@@ -20,15 +20,16 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import MAX_PROBLEMS, ConfigError
 from ..redact import redact
 from ..settings.model import Settings
 from ..shared import HubWide
 from .loader import LoadedProfile, load_profiles
 
-__all__ = ["ProfileSource"]
+__all__ = ["ProfileSource", "RefusedEdit"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,14 @@ def _fingerprint(paths: list[Path]) -> tuple[object, ...]:
     return tuple(parts)
 
 
+@dataclass(frozen=True)
+class RefusedEdit:
+    """The last edit the hub refused: when (epoch seconds) and why (file:line problems)."""
+
+    at: float
+    problems: tuple[str, ...]
+
+
 class ProfileSource(HubWide):
     """The current valid profiles for ``settings``; call :meth:`current` as often as you like."""
 
@@ -66,6 +75,9 @@ class ProfileSource(HubWide):
         self._profiles: list[LoadedProfile] = []
         self._lock = threading.Lock()
         self.generation = 0
+        self.loaded_at: float | None = None
+        """Wall-clock time the set in force was loaded (admins' status page)."""
+        self.last_refused: RefusedEdit | None = None
 
     def load_initial(self) -> list[LoadedProfile]:
         """Load at hub start; a broken set here is fatal (there is no last good set to keep)."""
@@ -73,6 +85,7 @@ class ProfileSource(HubWide):
         self._profiles = load_profiles(self.paths, self.settings, inline=self.settings.profiles.inline)
         self._checked_at = self._clock()
         self.generation = 1
+        self.loaded_at = time.time()
         log.info("Loaded %d profile(s): %s", len(self._profiles), ", ".join(p.profile.slug for p in self._profiles))
         return self._profiles
 
@@ -107,6 +120,7 @@ class ProfileSource(HubWide):
         try:
             loaded = load_profiles(self.paths, self.settings, inline=self.settings.profiles.inline)
         except ConfigError as err:
+            self.last_refused = RefusedEdit(time.time(), tuple(str(p) for p in err.problems[:MAX_PROBLEMS]))
             log.warning(
                 "Profile change refused; still serving the last good %d profile(s). Problems:\n%s",
                 len(self._profiles),
@@ -114,6 +128,7 @@ class ProfileSource(HubWide):
             )
             return self._profiles
         except Exception as err:  # noqa: BLE001 - any failure must keep the last good set serving
+            self.last_refused = RefusedEdit(time.time(), (f"reload failed: {type(err).__name__}: {redact(err)}",))
             log.error(
                 "Profile reload failed (%s: %s); still serving the last good %d profile(s)",
                 type(err).__name__,
@@ -125,6 +140,7 @@ class ProfileSource(HubWide):
         new = {p.profile.slug for p in loaded}
         self._profiles = loaded
         self.generation += 1
+        self.loaded_at = time.time()
         log.info(
             "Profiles reloaded (%d): added %s, removed %s",
             len(loaded),

@@ -10,7 +10,7 @@
    profiles, so `settings.model` imports `profiles.model`, and only that).
 5. Each framework enters through one adapter: `kubernetes_asyncio` only in `kube.py`, `kubespawner`
    only in `spawner.py` (and `preview.py`, for KubeSpawner's own slug escaping), `oauthenticator` and
-   `jupyterhub` only in `auth/authenticator.py` and `spawner.py`.
+   `jupyterhub` only in `auth/authenticator.py`, `spawner.py` and `status.py` (the admins' page).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ ADAPTERS = {
     "kubernetes_asyncio": {"hub_config.kube"},
     "kubespawner": {"hub_config.spawner", "hub_config.preview"},
     "oauthenticator": {"hub_config.auth.authenticator"},
-    "jupyterhub": {"hub_config.auth.authenticator", "hub_config.spawner"},
+    "jupyterhub": {"hub_config.auth.authenticator", "hub_config.spawner", "hub_config.status"},
 }
 
 
