@@ -7,6 +7,10 @@ the spawn page within seconds, exactly as an admin editing the ConfigMap would s
 SIGTERM or SIGHUP (a closed terminal), and when `make dev-down` (``localplatform down``) asks it
 to: ``down`` signals it, waits (bounded) until it is gone, then stops whatever is left. Either
 way `make dev` stops the hub and the platform, reaps every child it started and exits 0, saying so.
+
+While it runs, `make dev` is the hub's supervisor, as Kubernetes is in a cluster: when the hub exits
+(it does when its settings file changes), `make dev` starts it again behind the proxy, which runs
+apart and keeps the sessions reachable meanwhile.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from types import FrameType
 from typing import Any
 
 from .base import REPO_ROOT, PlatformError, pid_alive, reap_children, state_dir
-from .hub import HubHandle, start_hub, stop_hub
+from .hub import HubHandle, resume_hub, start_hub, stop_hub
 from .orchestrate import platform_down, platform_up
 
 __all__ = ["DEV_PORT", "DEV_STOP_TIMEOUT", "dev_pidfile", "run_dev", "stop_dev"]
@@ -30,6 +34,9 @@ __all__ = ["DEV_PORT", "DEV_STOP_TIMEOUT", "dev_pidfile", "run_dev", "stop_dev"]
 log = logging.getLogger("localplatform")
 
 DEV_PORT = 8000
+
+HUB_RETRY_SECONDS = 30.0
+"""s between attempts to start the hub again when it did not come back."""
 
 DEV_STOP_TIMEOUT = 180.0
 """s `make dev-down` waits for `make dev` to stop the hub and the platform before it kills it."""
@@ -87,6 +94,30 @@ def stop_dev(state: Path, timeout: float = DEV_STOP_TIMEOUT) -> bool:
     return True
 
 
+def _hub_exited(state: Path) -> bool:
+    try:
+        return not pid_alive(int((state / "pids" / "hub-dev.pid").read_text().strip()))
+    except (OSError, ValueError):
+        return True
+
+
+def _supervise(state: Path) -> None:
+    """Until a stop: reap exited children; start the hub again whenever it exits."""
+    next_try = 0.0
+    while True:
+        time.sleep(1)
+        reap_children()
+        if not _hub_exited(state) or time.monotonic() < next_try:
+            continue
+        print("the hub exited (a settings change?); starting it again, sessions stay reachable", flush=True)
+        try:
+            resume_hub(state, "dev")
+            print("the hub is back", flush=True)
+        except PlatformError as err:
+            print(f"the hub did not come back ({err}); trying again in {HUB_RETRY_SECONDS:.0f}s", flush=True)
+            next_try = time.monotonic() + HUB_RETRY_SECONDS
+
+
 def _print_welcome(hub: HubHandle, info: dict[str, Any], seconds: float) -> None:
     print(f"\ndatalake-hub is up in {seconds:.0f}s\n")
     print(f"  Hub:        {hub.url}")
@@ -125,9 +156,7 @@ def run_dev(port: int = DEV_PORT) -> int:
         info = platform_up()
         hub = start_hub(state, info, name="dev", copy_profiles=False, port=port, profiles_src=REPO_ROOT / "profiles")
         _print_welcome(hub, info, time.monotonic() - started)
-        while True:
-            time.sleep(1)
-            reap_children()
+        _supervise(state)
     except (KeyboardInterrupt, _Stopped):
         pass
     finally:

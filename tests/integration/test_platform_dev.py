@@ -5,6 +5,7 @@ was stopped, leaves no child behind (running or zombie), and its hub no longer a
 on a whole second platform under its own state dir; `make dev-down` is the Makefile's command
 (``python -m localplatform down``) from another process on that state. This test process makes
 itself a child subreaper, so anything `make dev` leaves behind is re-parented here and visible.
+On the way, a settings edit makes the hub exit, and `make dev`, its supervisor, starts it again.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ STARTUP_TIMEOUT = 600.0
 
 DOWN_TIMEOUT = 240.0
 """s: `make dev-down` waits at most 180 s for `make dev`, then stops what is left."""
+
+RESTART_TIMEOUT = 120.0
+"""s: the hub notices the edit within 10 s (settings_check_seconds), then starts again."""
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -73,6 +77,18 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _hub_restarts_after_a_settings_edit(state: Path, url: str, out_file: Path) -> None:
+    pidfile = state / "pids" / "hub-dev.pid"
+    before = pidfile.read_text()
+    settings = state / "hubs" / "dev" / "settings.yaml"
+    settings.write_text(settings.read_text().replace("datalake-hub (local)", "datalake-hub (edited)", 1))
+    deadline = time.monotonic() + RESTART_TIMEOUT
+    while not (pidfile.exists() and pidfile.read_text() != before and _answers(url)):
+        assert time.monotonic() < deadline, f"the hub did not come back:\n{out_file.read_text()[-3000:]}"
+        time.sleep(1)
+    assert "the hub is back" in out_file.read_text()
+
+
 def test_make_dev_down_ends_make_dev_with_no_children_left(subreaper: None) -> None:
     state = REPO_ROOT / "tests" / "artifacts" / "dev-down-platform"
     shutil.rmtree(state / "hubs", ignore_errors=True)
@@ -100,6 +116,7 @@ def test_make_dev_down_ends_make_dev_with_no_children_left(subreaper: None) -> N
             time.sleep(1)
         url = match[1]
         assert (state / "pids" / "dev.pid").read_text().strip() == str(dev.pid)
+        _hub_restarts_after_a_settings_edit(state, url, out_file)
         children = _children(dev.pid)
         assert children, "make dev started no processes of its own?"
 
