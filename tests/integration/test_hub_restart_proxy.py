@@ -73,7 +73,7 @@ def test_session_stays_reachable_while_the_hub_is_down_and_the_hub_comes_back_kn
 
         resume_hub(state_dir(), hub.name)
         print(f"hub down and back in {time.monotonic() - stopped:.1f}s")
-        assert pid_alive(proxy_pid), "the proxy was restarted with the hub"
+        assert pid_alive(proxy_pid), "the proxy did not outlive the hub restart"
         server = api(hub, "GET", f"/users/{USER}").json()["servers"].get("")
         assert server and server["ready"], server
         assert f"/user/{USER}" in _proxy_routes(hub), "the proxy lost the session's route"
