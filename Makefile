@@ -46,9 +46,11 @@ platform-up: $(STAMP)
 platform-down: $(STAMP)
 	PYTHONPATH=scripts $(PY) -m localplatform down
 
+# Until Ctrl-C or `make dev-down`; records its PID in .platform/pids/dev.pid.
 dev: $(STAMP)
 	PYTHONPATH=scripts $(PY) -m localplatform dev
 
+# `localplatform down` first signals a running `make dev` and waits (bounded) until it has exited.
 dev-down: platform-down
 
 chart-files: $(STAMP)

@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="start the platform (or some components)")
     up.add_argument("--only", nargs="*", choices=COMPONENTS)
-    sub.add_parser("down", help="stop everything the platform started")
+    sub.add_parser("down", help="stop everything the platform started, a running `dev` first")
     sub.add_parser("status", help="print platform.json")
     dev = sub.add_parser("dev", help="start the platform and the hub for a person to use")
     dev.add_argument("--port", type=int, default=None, help="the hub's port (default 8000, or $DATALAKE_DEV_PORT)")

@@ -26,6 +26,8 @@ __all__ = [
     "PlatformError",
     "Proc",
     "free_port",
+    "pid_alive",
+    "reap_children",
     "spawn",
     "state_dir",
     "stop_pidfile",
@@ -70,6 +72,29 @@ class Proc:
     def alive(self) -> bool:
         """True while the process exists and is not a zombie."""
         return _alive(self.pid)
+
+
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` exists and is not a zombie."""
+    return _alive(pid)
+
+
+def reap_children() -> list[int]:
+    """Collect every child of this process that has exited (no zombies left behind); their PIDs.
+
+    Processes started by :func:`spawn` and stopped by another process (``make dev-down``) exit as
+    this process's children: only this process can reap them.
+    """
+    reaped = []
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+        reaped.append(pid)
+    return reaped
 
 
 def _alive(pid: int) -> bool:

@@ -5,10 +5,18 @@ here filled with the platform's IdP issuer, Rucio URL and paths), a profiles dir
 client secret as a file, the auth-state key in its environment, and the hub ServiceAccount's
 kubeconfig (so RBAC is really enforced). Several hubs can run at once, each with its own name,
 ports, database and OAuth client.
+
+The proxy runs apart from the hub, as z2jh runs it (its own ``proxy`` Deployment): the platform
+starts configurable-http-proxy itself (``proxy-<name>``, with the default and error targets
+pointing at the hub), and the hub only talks to its REST API (``should_start = False``) with the
+token the platform gives both. So the hub can stop and start again (:func:`stop_hub` with
+``keep_proxy=True``, then :func:`resume_hub`; or :func:`restart_hub`) while sessions stay
+reachable through the proxy; the hub, back, finds its servers in its database and the routes.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import shutil
@@ -17,13 +25,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
-from .base import REPO_ROOT, free_port, spawn, stop_pidfile, wait_http, write_json
+from .base import REPO_ROOT, Proc, free_port, spawn, stop_pidfile, wait_http, write_json
 from .controlplane import kubectl
 
-__all__ = ["HubHandle", "local_settings", "start_hub", "stop_hub"]
+__all__ = ["HubHandle", "local_settings", "restart_hub", "resume_hub", "start_hub", "start_proxy", "stop_hub"]
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +170,8 @@ def _profiles(d: Path, profiles_src: Path | None, copy_profiles: bool) -> Path:
 
 
 def _write_run(d: Path, info: dict[str, Any], public_url: str) -> tuple[Path, str]:
-    """What ``hub_local_config`` needs that the chart would not give (ports, CHP, pid files); 0600,
-    as it holds the admin service token. Returns the file and that token."""
+    """What ``hub_local_config`` needs that the chart would not give (ports, the proxy's API and
+    token, pid file); 0600, as it holds the admin service token. Returns the file and that token."""
     service_token = secrets.token_hex(32)
     run = {
         "public_url": public_url,
@@ -171,7 +180,7 @@ def _write_run(d: Path, info: dict[str, Any], public_url: str) -> tuple[Path, st
         "db_url": f"sqlite:///{d / 'jupyterhub.sqlite'}",
         "cookie_secret_file": str(d / "cookie_secret"),
         "pid_file": str(d / "jupyterhub.pid"),
-        "proxy_pid_file": str(d / "proxy.pid"),
+        "proxy_auth_token": secrets.token_hex(32),
         "node": info["idp"]["node"],
         "chp": info["idp"]["chp"],
         "namespace": info["controlplane"]["namespace"],
@@ -222,10 +231,12 @@ def start_hub(
         "KUBECONFIG": info["controlplane"]["hub_kubeconfig"],
         "PYTHONPATH": str(REPO_ROOT),
     }
-    proc = spawn(f"hub-{name}", [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)], state, env=env, cwd=d)
-    started = time.monotonic()
-    wait_http(f"hub {name}", f"{public_url}hub/health", timeout=90, proc=proc, ok_status=lambda s: s == 200)
-    log.info("hub %s up at %s in %.1fs", name, public_url, time.monotonic() - started)
+    # What starting the hub again needs (the same auth-state key above all); 0600, like run.json.
+    launch = d / "launch.json"
+    write_json(launch, {"argv": [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)], "env": env})
+    launch.chmod(0o600)
+    start_proxy(state, name)
+    proc = resume_hub(state, name)
     return HubHandle(
         name=name,
         url=public_url,
@@ -239,12 +250,56 @@ def start_hub(
     )
 
 
-def stop_hub(state: Path, name: str = "hub") -> None:
-    """Stop the hub and the proxy it started (JupyterHub leaves CHP running on exit)."""
+def start_proxy(state: Path, name: str = "hub") -> Proc:
+    """Start hub ``name``'s configurable-http-proxy as its own process (``proxy-<name>``), as z2jh
+    runs it: public port, API port, the hub as default target and its error page as error target."""
+    run = json.loads((state / "hubs" / name / "run.json").read_text())
+    public, api = urlsplit(run["public_url"]), urlsplit(run["proxy_api_url"])
+    argv = [
+        run["node"],
+        run["chp"],
+        f"--ip={public.hostname}",
+        f"--port={public.port}",
+        f"--api-ip={api.hostname}",
+        f"--api-port={api.port}",
+        f"--default-target={run['hub_bind_url']}",
+        f"--error-target={run['hub_bind_url']}/hub/error",
+        "--log-level=warn",
+    ]
+    proc = spawn(f"proxy-{name}", argv, state, env={"CONFIGPROXY_AUTH_TOKEN": run["proxy_auth_token"]})
+    # Without the token the API answers 403: it is listening.
+    wait_http(f"proxy {name}", f"{run['proxy_api_url']}/api/routes", timeout=30, proc=proc)
+    return proc
+
+
+def resume_hub(state: Path, name: str = "hub", timeout: float = 90) -> Proc:
+    """Start hub ``name``'s process (again) with the run :func:`start_hub` prepared — same ports,
+    database, cookie secret and auth-state key — behind its running proxy; wait until healthy."""
+    launch = json.loads((state / "hubs" / name / "launch.json").read_text())
+    run = json.loads((state / "hubs" / name / "run.json").read_text())
+    proc = spawn(f"hub-{name}", launch["argv"], state, env=launch["env"], cwd=state / "hubs" / name)
+    started = time.monotonic()
+    url = f"{run['public_url']}hub/health"
+    wait_http(f"hub {name}", url, timeout=timeout, proc=proc, ok_status=lambda s: s == 200)
+    log.info("hub %s up at %s in %.1fs", name, run["public_url"], time.monotonic() - started)
+    return proc
+
+
+def restart_hub(state: Path, name: str = "hub") -> Proc:
+    """Restart hub ``name`` as Kubernetes restarts the hub pod: the proxy keeps serving sessions."""
+    stop_hub(state, name, keep_proxy=True)
+    return resume_hub(state, name)
+
+
+def stop_hub(state: Path, name: str = "hub", *, keep_proxy: bool = False) -> None:
+    """Stop the hub and, unless ``keep_proxy``, its proxy (both by PID)."""
     stop_pidfile(state / "pids" / f"hub-{name}.pid")
-    proxy_pid = state / "hubs" / name / "proxy.pid"
-    if proxy_pid.exists():
-        stop_pidfile(proxy_pid)
+    if keep_proxy:
+        return
+    stop_pidfile(state / "pids" / f"proxy-{name}.pid")
+    legacy = state / "hubs" / name / "proxy.pid"  # a proxy the hub itself started, before it ran apart
+    if legacy.exists():
+        stop_pidfile(legacy)
 
 
 def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

@@ -20,10 +20,10 @@ c.JupyterHub.cookie_secret_file = run["cookie_secret_file"]
 c.JupyterHub.pid_file = run["pid_file"]
 c.JupyterHub.cleanup_servers = False
 c.JupyterHub.log_level = run.get("log_level", "INFO")
-c.ConfigurableHTTPProxy.command = [run["node"], run["chp"]]
+# The proxy runs apart, as z2jh runs it: the platform starts it; the hub only uses its API.
+c.ConfigurableHTTPProxy.should_start = False
 c.ConfigurableHTTPProxy.api_url = run["proxy_api_url"]
-c.ConfigurableHTTPProxy.pid_file = run["proxy_pid_file"]
-c.ConfigurableHTTPProxy.debug = False
+c.ConfigurableHTTPProxy.auth_token = run["proxy_auth_token"]
 
 c.KubeSpawner.namespace = run["namespace"]
 c.KubeSpawner.cmd = ["jupyterhub-singleuser"]

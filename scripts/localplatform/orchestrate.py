@@ -47,8 +47,15 @@ def platform_up(state: Path | None = None, only: tuple[str, ...] | None = None) 
 
 
 def platform_down(state: Path | None = None) -> None:
-    """Stop every component, last started first; components that are not up are skipped."""
+    """Stop every component, last started first; components that are not up are skipped.
+
+    A `make dev` running on this state is asked to stop first (and waited for), so `make dev-down`
+    ends it too; the hubs (each with its proxy) go next.
+    """
     root = state_dir(state)
+    from .dev import stop_dev
+
+    stop_dev(root)
     hubs = root / "hubs"
     if hubs.is_dir():
         from .hub import stop_hub
