@@ -34,6 +34,8 @@ from .usernames import normalise_username, username_candidates
 
 __all__ = ["DatalakeOAuthenticator", "SignInUnavailable"]
 
+_CLAIM_SECONDS = 60.0
+
 
 class SignInUnavailable(web.HTTPError):
     """Sign-in (or a refresh) could not reach the identity provider; shown to users as a 503 page.
@@ -131,19 +133,45 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
             raise _forbidden(f"{self.login_service} did not say who you are (no subject). Contact the hub admins.")
         raw = str(super().user_info_to_username(user_info))
         primary, fallback = username_candidates(raw, issuer=self.datalake_issuer, sub=sub)
-        owners = {primary: await _saved_subject(db, primary, self.user_auth_state_key)}
+        owners = {primary: await self._owner(db, primary)}
         if owners[primary] == sub:
-            return primary
-        owners[fallback] = await _saved_subject(db, fallback, self.user_auth_state_key)
+            return self._pending(primary, sub)
+        owners[fallback] = await self._owner(db, fallback)
         if owners[fallback] == sub:
-            return fallback
+            return self._pending(fallback, sub)
         if owners[primary] is None:
-            return primary
+            return self._pending(primary, sub)
         if owners[fallback] is None:
             self.log.warning("Hub user %s belongs to another IAM subject; signing in as %s", primary, fallback)
-            return fallback
+            return self._pending(fallback, sub)
         self.log.error("Refusing login: hub users %s and %s belong to other IAM subjects", primary, fallback)
         raise _forbidden("This hub account name is already used by a different IAM identity. Contact the hub admins.")
+
+    def _claims(self) -> dict[str, tuple[str, float]]:
+        claims: dict[str, tuple[str, float]] = self.__dict__.setdefault("_datalake_name_claims", {})
+        return claims
+
+    async def _owner(self, db: Any, name: str) -> str | None:
+        """The subject ``name`` belongs to: saved in the database, or handed out moments ago.
+
+        JupyterHub saves the auth state (our record of the subject) only after creating the user,
+        and encrypting it yields the event loop: a second identity arriving for the same name in
+        between would find a user without a subject. The hub is one process, so names handed out
+        in the last minute, kept here, close that window.
+        """
+        saved = await _saved_subject(db, name, self.user_auth_state_key)
+        if saved is not None:
+            return saved
+        pending = self._claims().get(name)
+        return pending[0] if pending and time.monotonic() - pending[1] < _CLAIM_SECONDS else None
+
+    def _pending(self, name: str, sub: str) -> str:
+        claims = self._claims()
+        now = time.monotonic()
+        for stale in [n for n, (_, at) in claims.items() if now - at >= _CLAIM_SECONDS]:
+            del claims[stale]
+        claims[name] = (sub, now)
+        return name
 
     async def check_allowed(self, username: str, auth_model: dict[str, Any] | None) -> bool:
         if await super().check_allowed(username, auth_model):

@@ -30,7 +30,10 @@ Why no name can go to two identities:
 - At sign-in the authenticator looks the name up in the hub's database and never hands a name
   to an identity other than the subject saved with it: the primary name if free or its own, else
   the fallback if free or its own, else a 403. A name once saved with a subject is that subject's
-  for good, and an identity already on its fallback name keeps it.
+  for good, and an identity already on its fallback name keeps it. Names handed out but whose
+  subject JupyterHub has not saved yet count as taken too (the authenticator remembers them for a
+  minute; the hub is one process). A hub user with no subject saved (created by an admin, never
+  signed in, or its auth state unreadable) is free: the first identity mapping to it takes it.
 
 A given identity with a given claim always gets the same primary name; names that need no change
 (`alice`, `dave.smith`) are kept as they are, and derived names are those of the earlier scheme.

@@ -122,7 +122,7 @@ def _auth() -> DatalakeOAuthenticator:
     return DatalakeOAuthenticator(username_claim="preferred_username", datalake_issuer=ISS)
 
 
-def _sign_in(auth: DatalakeOAuthenticator, db: dict[str, str], sub: str, raw: str) -> str | None:
+def _sign_in(auth: DatalakeOAuthenticator, db: dict[str, str], sub: str, raw: str, *, save: bool = True) -> str | None:
     """One sign-in against a database of name → saved subject; the chosen name is saved as JupyterHub would."""
 
     async def saved(_db: Any, name: str, _key: str) -> str | None:
@@ -135,7 +135,8 @@ def _sign_in(auth: DatalakeOAuthenticator, db: dict[str, str], sub: str, raw: st
         except web.HTTPError as err:
             assert err.status_code == 403
             return None
-    db[name] = sub
+    if save:
+        db[name] = sub
     return name
 
 
@@ -201,3 +202,14 @@ def test_no_subject_is_refused() -> None:
     """Without a subject identities cannot be told apart: no name is handed out."""
     auth = _auth()
     assert _sign_in(auth, {}, "", "alice") is None
+
+
+def test_two_subjects_signing_in_at_once_get_two_names() -> None:
+    """The second identity arrives before JupyterHub has saved the first one's subject: still its own name."""
+    auth = _auth()
+    db: dict[str, str] = {}
+    first = _sign_in(auth, db, "sub-a", "erin", save=False)
+    second = _sign_in(auth, db, "sub-b", "erin", save=False)
+    assert first == "erin"
+    assert second == username_candidates("erin", issuer=ISS, sub="sub-b")[1]
+    assert _sign_in(auth, db, "sub-a", "erin", save=False) == "erin", "the first one keeps its name"
