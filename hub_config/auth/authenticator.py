@@ -2,8 +2,8 @@
 
 OAuthenticator 17.4 gives us the OAuth dance; we add what production needs:
 
-- usernames normalised safely, with a subject digest when lossy (see `usernames`), and a refusal if
-  a name already belongs to another IAM subject;
+- usernames normalised safely, with a subject digest when lossy (see `usernames`), and never a
+  name the hub's database keeps for another IAM subject (the fallback name instead, or a 403);
 - groups read from the configured claim and mapped to one form (see `groups`);
 - a 403 page that says which IAM groups give access, instead of a bare "Forbidden";
 - a 503 page when the IdP cannot be reached at login, instead of a 500 and a traceback;
@@ -30,9 +30,11 @@ from ..jwt import jwt_claims
 from ..settings.iam import GroupsClaim
 from ..tls import request_tls_options
 from .groups import groups_from_claims
-from .usernames import normalise_username
+from .usernames import normalise_username, username_candidates
 
 __all__ = ["DatalakeOAuthenticator", "SignInUnavailable"]
+
+_CLAIM_SECONDS = 60.0
 
 
 class SignInUnavailable(web.HTTPError):
@@ -120,20 +122,62 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
     async def authenticate(self, handler: Any, data: Any = None, **kwargs: Any) -> dict[str, Any] | None:
         model: dict[str, Any] | None = await super().authenticate(handler, data, **kwargs)
         if model and handler is not None:
-            await self._refuse_name_collision(handler, model)
+            model["name"] = await self._claim_name(handler.db, model)
         return model
 
-    async def _refuse_name_collision(self, handler: Any, model: dict[str, Any]) -> None:
-        """A hub name belongs to one IAM subject forever; another subject mapping to it is refused."""
-        known = (await _stored_auth_state(handler.db, model["name"]) or {}).get(self.user_auth_state_key) or {}
-        new = (model.get("auth_state", {}).get(self.user_auth_state_key) or {}).get("sub")
-        if known.get("sub") and new and known["sub"] != new:
-            self.log.error("Refusing login: hub user %s belongs to another IAM subject", model["name"])
-            err = web.HTTPError(403)
-            err.jupyterhub_message = (  # type: ignore[attr-defined]
-                "This hub account name is already used by a different IAM identity. Contact the hub admins."
-            )
-            raise err
+    async def _claim_name(self, db: Any, model: dict[str, Any]) -> str:
+        """The hub name of this identity, never one the database keeps for another IAM subject.
+
+        See `usernames`: the primary name if it is free or already ours, else the fallback if free or
+        ours (an identity already on its fallback keeps it even once the primary is free), else 403.
+        A hub user without a saved subject (created by an admin, not yet signed in) is free.
+        """
+        user_info = model.get("auth_state", {}).get(self.user_auth_state_key) or {}
+        sub = user_info.get("sub")
+        if not isinstance(sub, str) or not sub:
+            self.log.error("Refusing login of %s: the IdP sent no subject", model["name"])
+            raise _forbidden(f"{self.login_service} did not say who you are (no subject). Contact the hub admins.")
+        raw = str(super().user_info_to_username(user_info))
+        primary, fallback = username_candidates(raw, issuer=self.datalake_issuer, sub=sub)
+        owners = {primary: await self._owner(db, primary)}
+        if owners[primary] == sub:
+            return self._pending(primary, sub)
+        owners[fallback] = await self._owner(db, fallback)
+        if owners[fallback] == sub:
+            return self._pending(fallback, sub)
+        if owners[primary] is None:
+            return self._pending(primary, sub)
+        if owners[fallback] is None:
+            self.log.warning("Hub user %s belongs to another IAM subject; signing in as %s", primary, fallback)
+            return self._pending(fallback, sub)
+        self.log.error("Refusing login: hub users %s and %s belong to other IAM subjects", primary, fallback)
+        raise _forbidden("This hub account name is already used by a different IAM identity. Contact the hub admins.")
+
+    def _claims(self) -> dict[str, tuple[str, float]]:
+        claims: dict[str, tuple[str, float]] = self.__dict__.setdefault("_datalake_name_claims", {})
+        return claims
+
+    async def _owner(self, db: Any, name: str) -> str | None:
+        """The subject ``name`` belongs to: saved in the database, or handed out moments ago.
+
+        JupyterHub saves the auth state (our record of the subject) only after creating the user,
+        and encrypting it yields the event loop: a second identity arriving for the same name in
+        between would find a user without a subject. The hub is one process, so names handed out
+        in the last minute, kept here, close that window.
+        """
+        saved = await _saved_subject(db, name, self.user_auth_state_key)
+        if saved is not None:
+            return saved
+        pending = self._claims().get(name)
+        return pending[0] if pending and time.monotonic() - pending[1] < _CLAIM_SECONDS else None
+
+    def _pending(self, name: str, sub: str) -> str:
+        claims = self._claims()
+        now = time.monotonic()
+        for stale in [n for n, (_, at) in claims.items() if now - at >= _CLAIM_SECONDS]:
+            del claims[stale]
+        claims[name] = (sub, now)
+        return name
 
     async def check_allowed(self, username: str, auth_model: dict[str, Any] | None) -> bool:
         if await super().check_allowed(username, auth_model):
@@ -204,8 +248,14 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
         return model
 
 
-async def _stored_auth_state(db: Any, name: str) -> dict[str, Any] | None:
-    """The saved auth state of hub user ``name`` (None: no such user, none saved, or unreadable).
+def _forbidden(message: str) -> web.HTTPError:
+    err = web.HTTPError(403)
+    err.jupyterhub_message = message  # type: ignore[attr-defined]
+    return err
+
+
+async def _saved_subject(db: Any, name: str, key: str) -> str | None:
+    """The IAM subject saved with hub user ``name`` (None: no such user, or none saved or readable).
 
     One column, not ``handler.find_user``: loading the whole ORM user (roles, groups, tokens,
     spawners) costs a third of the hub's CPU per login, and JupyterHub loads it again right after.
@@ -217,4 +267,6 @@ async def _stored_auth_state(db: Any, name: str) -> dict[str, Any] | None:
         state = await decrypt(row[0])
     except Exception:  # noqa: BLE001 - as JupyterHub's get_auth_state: unreadable means "none"
         return None
-    return state if isinstance(state, dict) else None
+    user_info = state.get(key) if isinstance(state, dict) else None
+    sub = user_info.get("sub") if isinstance(user_info, dict) else None
+    return sub if isinstance(sub, str) and sub else None

@@ -18,6 +18,7 @@ from localplatform import idp as idp_mod
 from localplatform.base import state_dir
 from localplatform.hub import HubHandle, hub_log_text
 
+from hub_config.auth.usernames import username_candidates
 from hub_config.jwt import jwt_claims
 from tests.support.hubclient import api, login, running_hub
 
@@ -84,23 +85,41 @@ def test_user_outside_allowed_groups_gets_a_403_that_explains(hub: HubHandle, in
     assert api(hub, "GET", "/users/oscar").status_code == 404
 
 
-def test_name_taken_by_another_iam_subject_is_refused(hub: HubHandle, info: dict[str, Any]) -> None:
-    """A hub name stays with its IAM subject: a different subject arriving under it gets a 403, not her files."""
+def test_name_taken_by_another_iam_subject_is_never_handed_over(hub: HubHandle, info: dict[str, Any]) -> None:
+    """A hub name stays with its IAM subject: a different subject arriving under it gets a name of its own
+    (the fallback, kept on later logins), and a 403 only if that one is taken too — never her files."""
     login(hub, info, "carol", "carol-password")
     saved = auth_state(hub, "carol")
-    assert saved["oauth_user"]["sub"]
+    sub = saved["oauth_user"]["sub"]
+    assert sub
+    fallback = username_candidates("carol", issuer=info["idp"]["issuer"], sub=sub)[1]
     # As if carol's IAM account had been deleted and the name given to someone else.
     taken = {**saved, "oauth_user": {**saved["oauth_user"], "sub": "previous-owner-of-the-name"}}
     assert api(hub, "PATCH", "/users/carol", json={"auth_state": taken}).status_code == 200
     try:
         _, page = login(hub, info, "carol", "carol-password")
+        assert page.status_code == 200, page.text[:300]
+        assert _saved_sub(hub, fallback) == sub
+        assert auth_state(hub, "carol")["oauth_user"]["sub"] == "previous-owner-of-the-name", "state kept"
+        # The fallback taken by yet another subject too: nothing is left to hand out.
+        other = {**saved, "oauth_user": {**saved["oauth_user"], "sub": "holder-of-the-fallback"}}
+        assert api(hub, "PATCH", f"/users/{fallback}", json={"auth_state": other}).status_code == 200
+        _, page = login(hub, info, "carol", "carol-password")
         assert page.status_code == 403
         assert "already used by a different IAM identity" in page.text
-        assert auth_state(hub, "carol")["oauth_user"]["sub"] == "previous-owner-of-the-name", "state kept"
     finally:
         api(hub, "PATCH", "/users/carol", json={"auth_state": saved})
+        api(hub, "DELETE", f"/users/{fallback}")
     _, page = login(hub, info, "carol", "carol-password")
     assert page.status_code == 200
+    assert auth_state(hub, "carol")["oauth_user"]["sub"] == sub
+
+
+def _saved_sub(hub: HubHandle, name: str) -> str | None:
+    resp = api(hub, "GET", f"/users/{name}", params={"include_stopped_servers": "1"})
+    if resp.status_code == 404:
+        return None
+    return (resp.json().get("auth_state") or {}).get("oauth_user", {}).get("sub")
 
 
 def test_hostile_username_is_normalised(hub: HubHandle, info: dict[str, Any]) -> None:
