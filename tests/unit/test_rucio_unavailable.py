@@ -287,3 +287,12 @@ def test_real_client_prints_the_stand_ins_reason_without_a_traceback(
     )
     assert "rucio --config /etc/datalake/rucio/rucio-second.cfg whoami" in lines[1]
     assert result.returncode != 0
+
+
+def test_user_guide_quotes_the_overall_lines() -> None:
+    """docs/users.md shows users the overall Rucio line of each case exactly as the hub prints it."""
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "users.md").read_text()
+    cases = [[FIRST_OK, SECOND_OK], [FIRST_OK, SECOND_BAD], [FIRST_BAD, SECOND_OK], [FIRST_BAD, SECOND_BAD]]
+    for statuses in cases:
+        overall = status_lines(statuses, default="first", mount_path=MOUNT)[-1]
+        assert overall in guide, overall
