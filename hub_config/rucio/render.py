@@ -90,7 +90,8 @@ def status_lines(statuses: Sequence[InstanceStatus], *, default: str, mount_path
     lines = []
     for st in statuses:
         label = f"Rucio instance {st.display_name}" + (" (default)" if st.name == default else "")
-        lines.append(f"{label}: ready, account {st.account}" if st.ready else f"{label}: unavailable: {st.problem}")
+        problem = one_line(st.problem or "")
+        lines.append(f"{label}: ready, account {st.account}" if st.ready else f"{label}: unavailable: {problem}")
     ready = [st for st in statuses if st.ready]
     failed = [st for st in statuses if not st.ready]
     chosen = next((st for st in statuses if st.name == default), None)

@@ -164,7 +164,8 @@ def build_rucio_secret(
     cover every working instance. ``owner``: the pod, once it exists, so the Secret is
     garbage-collected with it.
     """
-    if not instances:
+    default = default_instance(rucio, instances)
+    if default is None:
         raise RenderError("no Rucio instance to put in the Secret")
     if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
         raise RenderError(f"{name[:80]!r} is not a valid Secret name")
@@ -174,7 +175,6 @@ def build_rucio_secret(
     ]
     if missing:
         raise RenderError(f"no token or account for instance(s) {missing}")
-    default = default_instance(rucio, instances)
     statuses = instance_statuses(instances, accounts=accounts, unavailable=unavailable)
 
     files: dict[str, bytes] = {}
@@ -190,11 +190,11 @@ def build_rucio_secret(
         files[cfg_key(inst.name)] = cfg
         if inst.name == default:
             files[CONFIG_KEY] = cfg
-    lines = status_lines(statuses, default=default or "", mount_path=rucio.mount_path)
+    lines = status_lines(statuses, default=default, mount_path=rucio.mount_path)
     files[STATUS_KEY] = render_status_note(lines).encode()
     extension = render_extension_config(
         instances,
-        default_instance=default or "",
+        default_instance=default,
         token_path_for=lambda n: token_path(rucio, n),
         modes=modes,
         unavailable=unavailable,

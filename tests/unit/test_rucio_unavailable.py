@@ -296,3 +296,38 @@ def test_user_guide_quotes_the_overall_lines() -> None:
     for statuses in cases:
         overall = status_lines(statuses, default="first", mount_path=MOUNT)[-1]
         assert overall in guide, overall
+
+
+class _Store:
+    """SecretStore as the provisioner uses it: records what it was asked to write."""
+
+    def __init__(self) -> None:
+        self.written: list[tuple[str, dict[str, Any]]] = []
+
+    async def apply(self, secret: dict[str, Any]) -> None:
+        self.written.append(("apply", secret))
+
+    async def update(self, secret: dict[str, Any]) -> None:
+        self.written.append(("update", secret))
+
+
+async def test_spawn_writes_stand_ins_but_a_failed_rotation_keeps_the_last_good_files(site: Settings) -> None:
+    """At spawn the stand-ins are written (RUCIO_CONFIG must name a file); a rotation that got nothing
+    writes nothing, so tokens written before and possibly still valid stay in place."""
+    provisioner = RucioProvisioner(
+        site, token_url="https://unused.test/t", client_id="h", client_secret="s", ca_bundle=None
+    )
+    store = _Store()
+    common: dict[str, Any] = {
+        "namespace": "hub",
+        "secret_name": "jupyter-alice-rucio",
+        "username": "alice",
+        "auth_state": None,
+        "profile": PROFILE,
+    }
+    spawned = await provisioner.provision(store=store, **common)  # type: ignore[arg-type]
+    assert [kind for kind, _ in store.written] == ["apply"]
+    assert spawned.instances == []
+    rotated = await provisioner.provision(store=store, existing=True, **common)  # type: ignore[arg-type]
+    assert [kind for kind, _ in store.written] == ["apply"]
+    assert rotated.instances == []
