@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .profiles.model import Profile
-from .rucio.secret import build_secret_volume, env_for
-from .rucio.selection import gets_rucio
+from .rucio.secret import build_secret_volume, default_instance, env_for
+from .rucio.selection import gets_rucio, instances_for
 from .settings.model import Settings
 from .settings.spawner import startup_script_env
 from .storage import build_storage
@@ -86,7 +86,7 @@ def build_pod_wiring(settings: Settings, profile: Profile, *, image: str, rucio_
         volume["secret"]["optional"] = True
         volumes.append(volume)
         mounts.append(mount)
-        env.update(env_for(settings.rucio))
+        env.update(env_for(settings.rucio, default_instance(settings.rucio, instances_for(settings.rucio, profile))))
         # JUPYTER_CONFIG_PATH lets rucio-jupyterlab find its config in the Secret with any image
         # (ours also prepend it in a start-up hook, keeping other entries).
         env["JUPYTER_CONFIG_PATH"] = settings.rucio.mount_path

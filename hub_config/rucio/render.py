@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import configparser
 import io
+import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
@@ -25,12 +27,18 @@ from .account import account_for
 
 __all__ = [
     "ExtensionMode",
+    "InstanceStatus",
     "account_for",
     "cfg_key",
+    "one_line",
     "render_extension_config",
     "render_rucio_cfg",
+    "render_status_note",
     "render_token_file",
+    "render_unavailable_cfg",
+    "status_lines",
     "token_key",
+    "unavailable_explanation",
 ]
 
 ExtensionMode = Literal["replica", "download"]
@@ -44,6 +52,112 @@ def cfg_key(instance_name: str) -> str:
 def token_key(instance_name: str) -> str:
     """Secret key (file name in the mount) of an instance's token file."""
     return f"token-{instance_name}"
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    """What one instance gave a server: an account (ready) or the reason it could not be set up."""
+
+    name: str
+    display_name: str
+    account: str | None = None
+    problem: str | None = None
+    """Why the instance is unavailable (one line, no secret); None when it is ready."""
+
+    @property
+    def ready(self) -> bool:
+        return self.problem is None
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def one_line(text: str, limit: int = 240) -> str:
+    """``text`` as one short line: reasons come from IdPs and API servers and may hold newlines."""
+    flat = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
+    flat = _SPACES.sub(" ", flat).strip()
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def status_lines(statuses: Sequence[InstanceStatus], *, default: str, mount_path: str) -> list[str]:
+    """What the user is told about Rucio: one line per instance, then one line with the overall state.
+
+    The same lines are the spawn's progress messages and the session's ``status.txt``, so what the
+    spawn page said can be read again in the session. The default never moves: when it failed the
+    overall line says so and names the working instances' files instead.
+    """
+    mount = mount_path.rstrip("/")
+    lines = []
+    for st in statuses:
+        label = f"Rucio instance {st.display_name}" + (" (default)" if st.name == default else "")
+        problem = one_line(st.problem or "")
+        lines.append(f"{label}: ready, account {st.account}" if st.ready else f"{label}: unavailable: {problem}")
+    ready = [st for st in statuses if st.ready]
+    failed = [st for st in statuses if not st.ready]
+    chosen = next((st for st in statuses if st.name == default), None)
+    if not ready:
+        lines.append(
+            "Rucio access is unavailable: no Rucio instance could be set up for you; the server starts without Rucio"
+        )
+    elif not failed:
+        name = chosen.display_name if chosen is not None else default
+        lines.append(f"Rucio is ready: rucio commands and the Rucio panel use {name} (the default)")
+    elif chosen is not None and chosen.ready:
+        names = ", ".join(st.display_name for st in failed)
+        lines.append(f"Rucio is partly ready: the default, {chosen.display_name}, works; unavailable: {names}")
+    else:
+        name = chosen.display_name if chosen is not None else default
+        working = ", ".join(f"{st.display_name} (rucio --config {mount}/{cfg_key(st.name)})" for st in ready)
+        lines.append(
+            f"Rucio is partly ready: the default, {name}, is unavailable (rucio.cfg says why); working: {working}"
+        )
+    return lines
+
+
+def unavailable_explanation(failed: InstanceStatus, statuses: Sequence[InstanceStatus], *, mount_path: str) -> str:
+    """The one line a stand-in ``rucio.cfg`` makes the Rucio client print for an unavailable instance."""
+    mount = mount_path.rstrip("/")
+    working = [st for st in statuses if st.ready]
+    instead = "".join(f" Working instead: rucio --config {mount}/{cfg_key(st.name)} whoami." for st in working)
+    return one_line(
+        f"unavailable - datalake-hub could not set up Rucio instance {failed.display_name} for you in this "
+        f"session: {failed.problem}.{instead} See {mount}/status.txt",
+        limit=600,
+    )
+
+
+def render_unavailable_cfg(instance: RucioInstance, *, explanation: str) -> str:
+    """A stand-in ``rucio.cfg`` for an instance the hub could not set up: clear failure, never a traceback.
+
+    Without it ``RUCIO_CONFIG`` would name a missing file and every ``rucio`` command would print a
+    ``ConfigLoadingError`` traceback. The client refuses an auth type it does not know before it
+    contacts anything, and says so with the value: ``auth_type`` holds the explanation (the client
+    lowercases it), so ``rucio whoami`` prints "Cannot authenticate." and one ``Details:`` line,
+    and ``Client()`` in Python raises ``CannotAuthenticate`` with the same text.
+    """
+    options = [
+        ("rucio_host", instance.rucio_host),
+        ("auth_host", instance.auth_host),
+        ("ca_cert", instance.ca_cert),
+        ("auth_type", one_line(explanation, limit=600)),
+        ("vo", instance.vo),
+    ]
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.add_section("client")
+    for key, value in options:
+        if value is not None:
+            parser.set("client", key, _check_value(f"{instance.name}.{key}", value).replace("%", "%%"))
+    out = io.StringIO()
+    out.write(f"# Rucio instance {instance.name!r} is unavailable in this session, written by datalake-hub.\n")
+    out.write("# This stand-in makes rucio commands say why (auth_type); see status.txt next to it.\n")
+    parser.write(out)
+    return out.getvalue().rstrip("\n") + "\n"
+
+
+def render_status_note(lines: Sequence[str]) -> str:
+    """``status.txt``: the progress lines about Rucio, readable again in the session."""
+    head = "# Rucio in this session, as datalake-hub set it up (rewritten at each token rotation).\n"
+    return head + "".join(f"{line}\n" for line in lines)
 
 
 def _check_value(field: str, value: str) -> str:
@@ -110,11 +224,13 @@ def render_token_file(token: str) -> bytes:
     return token.encode("ascii")
 
 
-def _instance_config(inst: RucioInstance, mode: ExtensionMode, token_path: str) -> dict[str, Any]:
+def _instance_config(
+    inst: RucioInstance, mode: ExtensionMode, token_path: str, problem: str | None = None
+) -> dict[str, Any]:
     ext = inst.extension
     out: dict[str, Any] = {
         "name": inst.name,
-        "display_name": inst.display_name,
+        "display_name": inst.display_name if problem is None else f"{inst.display_name} (unavailable)",
         "rucio_base_url": inst.rucio_host,
         "rucio_auth_url": inst.auth_host,
     }
@@ -145,6 +261,8 @@ def _instance_config(inst: RucioInstance, mode: ExtensionMode, token_path: str) 
     out["wildcard_enabled"] = ext.wildcard_enabled
     out["oidc_auth"] = "file"
     out["oidc_file_name"] = token_path
+    if problem is not None:
+        out["datalake_unavailable"] = problem
     return out
 
 
@@ -154,6 +272,7 @@ def render_extension_config(
     default_instance: str,
     token_path_for: Callable[[str], str],
     modes: Mapping[str, ExtensionMode],
+    unavailable: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """``jupyter_server_config.json`` content configuring rucio-jupyterlab 41 for these instances.
 
@@ -161,6 +280,10 @@ def render_extension_config(
     the file when the cached token expires, so rotation in place reaches it (``env`` never would).
     ``modes`` comes from :func:`.selection.extension_modes`; ``token_path_for(name)`` gives the absolute
     token path in the notebook. The result validates against the extension's own JSON schema.
+    ``unavailable`` (name → reason): instances the hub could not set up for this user. They stay
+    listed, shown as "<name> (unavailable)" with the reason under ``datalake_unavailable`` (the
+    schema allows extra keys), and the default stays the default, so the panel never silently
+    switches instance.
     """
     names = [i.name for i in instances]
     if not instances:
@@ -172,7 +295,10 @@ def render_extension_config(
         raise ExtensionConfigError(f"no extension mode given for instance(s) {missing}")
     return {
         "RucioConfig": {
-            "instances": [_instance_config(i, modes[i.name], token_path_for(i.name)) for i in instances],
+            "instances": [
+                _instance_config(i, modes[i.name], token_path_for(i.name), (unavailable or {}).get(i.name))
+                for i in instances
+            ],
             "default_instance": default_instance,
             "default_auth_type": "oidc",
         }

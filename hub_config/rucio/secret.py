@@ -19,11 +19,16 @@ from ..errors import RenderError
 from ..settings.rucio import RucioInstance, RucioSettings
 from .render import (
     ExtensionMode,
+    InstanceStatus,
     cfg_key,
     render_extension_config,
     render_rucio_cfg,
+    render_status_note,
     render_token_file,
+    render_unavailable_cfg,
+    status_lines,
     token_key,
+    unavailable_explanation,
 )
 
 __all__ = [
@@ -31,11 +36,14 @@ __all__ = [
     "EXTENSION_KEY",
     "MANAGED_LABELS",
     "SECRET_MODE",
+    "STATUS_KEY",
     "VOLUME_NAME",
     "OwnerPod",
     "build_rucio_secret",
     "build_secret_volume",
+    "default_instance",
     "env_for",
+    "instance_statuses",
     "owner_reference",
     "secret_name_for",
     "token_path",
@@ -45,6 +53,8 @@ CONFIG_KEY = "rucio.cfg"
 """The default instance's configuration; ``RUCIO_CONFIG`` points here."""
 EXTENSION_KEY = "jupyter_server_config.json"
 """rucio-jupyterlab's configuration; the image's start-up hook puts the mount on ``JUPYTER_CONFIG_PATH``."""
+STATUS_KEY = "status.txt"
+"""One line per instance and the overall state (the spawn's progress lines), for the user to read."""
 VOLUME_NAME = "datalake-rucio"
 """Pod volume name (``datalake-`` names are reserved for the hub's own volumes in storage settings)."""
 SECRET_MODE = 0o440
@@ -104,6 +114,31 @@ def _labels(extra: Mapping[str, str] | None) -> dict[str, str]:
     return labels
 
 
+def default_instance(rucio: RucioSettings, instances: Sequence[RucioInstance]) -> str | None:
+    """The instance ``rucio.cfg`` and the extension default to for a server of these instances.
+
+    The settings' default (``default_instance``, else the first instance) when the profile has it,
+    else the profile's first instance. Decided by settings and profile only — never by which
+    instances worked for the user, so the default cannot move silently when one fails.
+    """
+    names = [i.name for i in instances]
+    if not names:
+        return None
+    return rucio.default.name if rucio.default is not None and rucio.default.name in names else names[0]
+
+
+def instance_statuses(
+    instances: Sequence[RucioInstance], *, accounts: Mapping[str, str], unavailable: Mapping[str, str]
+) -> list[InstanceStatus]:
+    """Each instance's outcome, in settings order: ready with its account, or why not."""
+    return [
+        InstanceStatus(i.name, i.display_name, problem=unavailable[i.name])
+        if i.name in unavailable
+        else InstanceStatus(i.name, i.display_name, account=accounts.get(i.name))
+        for i in instances
+    ]
+
+
 def build_rucio_secret(
     rucio: RucioSettings,
     instances: Sequence[RucioInstance],
@@ -114,41 +149,55 @@ def build_rucio_secret(
     accounts: Mapping[str, str],
     issuer: str,
     modes: Mapping[str, ExtensionMode],
+    unavailable: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
     owner: OwnerPod | None = None,
 ) -> dict[str, Any]:
     """The Secret (a V1Secret-shaped dict) holding a server's Rucio files.
 
-    Keys: ``rucio.cfg`` (the default instance, or the first of ``instances`` when the default is
-    not among them), ``rucio-<name>.cfg`` and ``token-<name>`` per instance, and
-    ``jupyter_server_config.json``. ``tokens``/``accounts``/``modes`` are keyed by instance name
-    and must cover every instance in ``instances`` (the hook passes only the instances it got a
-    token for). ``owner``: the pod, once it exists, so the Secret is garbage-collected with it.
+    ``instances``: every instance the server's profile gets; ``unavailable`` (name → reason) those
+    the hub could not set up for this user. Keys: ``rucio-<name>.cfg`` per instance,
+    ``token-<name>`` per working instance, ``rucio.cfg`` (always the :func:`default_instance`'s
+    file), ``status.txt`` and ``jupyter_server_config.json``. An unavailable instance's config is a
+    stand-in that makes ``rucio`` print why in one line, so ``RUCIO_CONFIG`` never names a missing
+    file and the default never silently becomes another instance. ``tokens``/``accounts`` must
+    cover every working instance. ``owner``: the pod, once it exists, so the Secret is
+    garbage-collected with it.
     """
-    if not instances:
+    default = default_instance(rucio, instances)
+    if default is None:
         raise RenderError("no Rucio instance to put in the Secret")
     if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
         raise RenderError(f"{name[:80]!r} is not a valid Secret name")
-    missing = [i.name for i in instances if i.name not in tokens or i.name not in accounts]
+    unavailable = dict(unavailable or {})
+    missing = [
+        i.name for i in instances if i.name not in unavailable and (i.name not in tokens or i.name not in accounts)
+    ]
     if missing:
         raise RenderError(f"no token or account for instance(s) {missing}")
-    names = [i.name for i in instances]
-    default = rucio.default.name if rucio.default is not None and rucio.default.name in names else names[0]
+    statuses = instance_statuses(instances, accounts=accounts, unavailable=unavailable)
 
     files: dict[str, bytes] = {}
-    for inst in instances:
-        cfg = render_rucio_cfg(
-            inst, account=accounts[inst.name], token_path=token_path(rucio, inst.name), issuer=issuer
-        ).encode()
+    for inst, status in zip(instances, statuses, strict=True):
+        if status.ready:
+            cfg = render_rucio_cfg(
+                inst, account=accounts[inst.name], token_path=token_path(rucio, inst.name), issuer=issuer
+            ).encode()
+            files[token_key(inst.name)] = render_token_file(tokens[inst.name])
+        else:
+            why = unavailable_explanation(status, statuses, mount_path=rucio.mount_path)
+            cfg = render_unavailable_cfg(inst, explanation=why).encode()
         files[cfg_key(inst.name)] = cfg
         if inst.name == default:
             files[CONFIG_KEY] = cfg
-        files[token_key(inst.name)] = render_token_file(tokens[inst.name])
+    lines = status_lines(statuses, default=default, mount_path=rucio.mount_path)
+    files[STATUS_KEY] = render_status_note(lines).encode()
     extension = render_extension_config(
         instances,
         default_instance=default,
         token_path_for=lambda n: token_path(rucio, n),
         modes=modes,
+        unavailable=unavailable,
     )
     files[EXTENSION_KEY] = (json.dumps(extension, indent=2, sort_keys=True) + "\n").encode()
 
@@ -178,11 +227,18 @@ def build_secret_volume(rucio: RucioSettings, secret_name: str) -> tuple[dict[st
     return volume, mount
 
 
-def env_for(rucio: RucioSettings) -> dict[str, str]:
-    """Environment of a notebook with Rucio: where the files are, never a token.
+def env_for(rucio: RucioSettings, default: str | None = None) -> dict[str, str]:
+    """Environment of a notebook with Rucio: where the files are and which instance is the default.
 
-    No ``BEARER_TOKEN*``: the Rucio client prefers those over ``auth_token_file_path``, and env
-    vars cannot be rotated in a running process.
+    ``RUCIO_CONFIG`` always names a file the Secret holds (a stand-in when the default instance
+    failed for the user); when the Secret itself is missing the image's start-up hook points it at
+    a stand-in in ``$TMPDIR``. ``DATALAKE_RUCIO_DEFAULT``: the :func:`default_instance` (when
+    known), so the session can say which instance ``rucio.cfg`` is. No ``BEARER_TOKEN*``: the
+    Rucio client prefers those over ``auth_token_file_path``, and env vars cannot be rotated in a
+    running process.
     """
     mount = rucio.mount_path.rstrip("/")
-    return {"RUCIO_CONFIG": f"{mount}/{CONFIG_KEY}", "DATALAKE_RUCIO_DIR": mount}
+    env = {"RUCIO_CONFIG": f"{mount}/{CONFIG_KEY}", "DATALAKE_RUCIO_DIR": mount}
+    if default is not None:
+        env["DATALAKE_RUCIO_DEFAULT"] = default
+    return env

@@ -2,9 +2,10 @@
 
 Called by :class:`~.server.ServerRucio` at spawn and at each rotation. Never fails a spawn: every
 problem (account not derivable, exchange refused, IdP unreachable, API server refusing the Secret)
-becomes a warning the user sees as a progress event ("Rucio access is unavailable: ..."); the server
-starts without Rucio rather than not at all. No token reaches a log line, an event or an exception
-message.
+becomes the instance's reason in the result, which the user sees as a progress line per instance
+(:func:`hub_config.rucio.render.status_lines`); the server starts without that instance rather
+than not at all, and the Secret still holds a stand-in ``rucio.cfg`` saying why. No token reaches
+a log line, an event or an exception message.
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ from ..profiles.model import Profile
 from ..rucio import (
     AccountError,
     IdPUnavailable,
+    InstanceStatus,
     RenderError,
     TokenExchangeRefused,
     account_for,
     build_rucio_secret,
+    default_instance,
     exchange_token,
     extension_modes,
+    instance_statuses,
     instances_for,
     jwt_claims,
     jwt_expiry,
@@ -46,9 +50,22 @@ class Provisioned:
 
     secret_name: str
     instances: list[str] = field(default_factory=list)
+    """The instances that work (a token and a real ``rucio.cfg`` in the Secret)."""
     expires_at: float | None = None
     """Earliest expiry among the tokens written (None: nothing written)."""
     warnings: list[str] = field(default_factory=list)
+    statuses: list[InstanceStatus] = field(default_factory=list)
+    """Every instance of the profile, ready or with its reason: what the user is told."""
+    default: str | None = None
+    """The default instance (``rucio.cfg``), whether or not it worked."""
+
+    def fail_all(self, reason: str) -> None:
+        """Nothing reached the server (e.g. the Secret could not be stored): every instance is unavailable.
+
+        An instance that had already failed keeps its own reason (the first cause is the useful one).
+        """
+        self.statuses = [InstanceStatus(st.name, st.display_name, problem=st.problem or reason) for st in self.statuses]
+        self.instances, self.expires_at = [], None
 
 
 class RucioProvisioner(HubWide):
@@ -89,11 +106,15 @@ class RucioProvisioner(HubWide):
         )
         if secret is None:
             return result
+        if existing and not result.instances:
+            # A rotation that got nothing keeps the files of the last good one (tokens may still be valid).
+            return result
         try:
             await (store.update(secret) if existing else store.apply(secret))
         except KubeError as err:
-            result.warnings.append(f"the Rucio credentials could not be stored ({err})")
-            result.instances, result.expires_at = [], None
+            reason = f"the Rucio credentials could not be stored ({err})"
+            result.warnings.append(reason)
+            result.fail_all(reason)
             return result
         left = f"{result.expires_at - time.time():.0f}s" if result.expires_at else "unknown"
         log.info(
@@ -115,47 +136,60 @@ class RucioProvisioner(HubWide):
         profile: Profile,
         labels: Mapping[str, str] | None = None,
     ) -> tuple[dict[str, Any] | None, Provisioned]:
-        """The Secret for a server of ``profile`` (None if no instance got a token) and the outcome.
+        """The Secret for a server of ``profile`` and the outcome.
 
         Everything :meth:`provision` does except the Kubernetes write, so what a server would get
-        can be checked without an API server; ``result.instances`` is what the Secret holds.
+        can be checked without an API server; ``result.instances`` are the instances that work.
+        The Secret is rendered even when none works (stand-in configs saying why); it is None only
+        when it cannot be rendered at all.
         """
         result = Provisioned(secret_name=secret_name)
-        access = (auth_state or {}).get("access_token")
-        if not access:
-            result.warnings.append("you have no IAM session token; sign out and in again")
-            return None, result
-        claims = {**(jwt_claims(access) or {}), **((auth_state or {}).get("oauth_user") or {})}
+        wanted = instances_for(self.settings.rucio, profile)
+        result.default = default_instance(self.settings.rucio, wanted)
         tokens: dict[str, str] = {}
         accounts: dict[str, str] = {}
+        unavailable: dict[str, str] = {}
         expiries: list[float] = []
-        instances: list[RucioInstance] = []
-        for inst in instances_for(self.settings.rucio, profile):
-            got = await self._token_for(inst, access, username=username, claims=claims, warnings=result.warnings)
-            if got is None:
-                continue
-            accounts[inst.name], tokens[inst.name], exp = got
-            if exp is not None:
-                expiries.append(exp)
-            instances.append(inst)
-        if not instances:
+        access = (auth_state or {}).get("access_token")
+        if not access:
+            reason = "you have no IAM session token; sign out and in again"
+            result.warnings.append(reason)
+            unavailable = {inst.name: reason for inst in wanted}
+        else:
+            claims = {**(jwt_claims(access) or {}), **((auth_state or {}).get("oauth_user") or {})}
+            for inst in wanted:
+                why: list[str] = []
+                got = await self._token_for(inst, access, username=username, claims=claims, warnings=why)
+                result.warnings.extend(why)
+                if got is None:
+                    prefix = f"{inst.display_name}: "
+                    unavailable[inst.name] = "; ".join(w.removeprefix(prefix) for w in why) or "not set up"
+                    continue
+                accounts[inst.name], tokens[inst.name], exp = got
+                if exp is not None:
+                    expiries.append(exp)
+        result.statuses = instance_statuses(wanted, accounts=accounts, unavailable=unavailable)
+        if not wanted:
             return None, result
         try:
             secret = build_rucio_secret(
                 self.settings.rucio,
-                instances,
+                wanted,
                 name=secret_name,
                 namespace=namespace,
                 tokens=tokens,
                 accounts=accounts,
                 issuer=self.settings.iam.issuer,
                 modes=extension_modes(self.settings.rucio, profile),
+                unavailable=unavailable,
                 labels=labels,
             )
         except RenderError as err:
-            result.warnings.append(f"the Rucio configuration could not be written ({err})")
+            reason = f"the Rucio configuration could not be written ({err})"
+            result.warnings.append(reason)
+            result.fail_all(reason)
             return None, result
-        result.instances = [i.name for i in instances]
+        result.instances = [i.name for i in wanted if i.name not in unavailable]
         result.expires_at = min(expiries) if expiries else None
         return secret, result
 

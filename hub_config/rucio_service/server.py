@@ -18,12 +18,13 @@ from typing import Any
 from ..errors import KubeError
 from ..kube import SecretStore
 from ..profiles.model import Profile
+from ..rucio.render import status_lines
 from ..rucio.secret import OwnerPod, owner_reference, secret_name_for
 from ..rucio.selection import gets_rucio
 from .provisioner import Provisioned, RucioProvisioner
 from .rotator import Rotator
 
-__all__ = ["ServerRucio"]
+__all__ = ["ServerRucio", "progress_messages"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,18 @@ _BACKGROUND: set[asyncio.Task[None]] = set()
 
 SERVER_LABEL = "datalake-hub.io/server"
 """Label on the Secret naming its server's pod (truncated to a label value)."""
+
+
+def progress_messages(result: Provisioned, *, mount_path: str) -> list[str]:
+    """The spawn's progress lines about Rucio: one per instance, then the overall state.
+
+    The same lines as the session's ``status.txt`` (both from :func:`status_lines`). A result with
+    no instance status (nothing could be rendered) still ends in one clear overall line.
+    """
+    if not result.statuses:
+        reason = "; ".join(result.warnings) or "no Rucio instance could be set up for you"
+        return [f"Rucio access is unavailable: {reason}; the server starts without Rucio"]
+    return status_lines(result.statuses, default=result.default or "", mount_path=mount_path)
 
 
 class ServerRucio:
@@ -87,17 +100,11 @@ class ServerRucio:
         if not self._wanted(profile):
             return []
         result = await self.provision(profile)
-        messages = []
         for warning in result.warnings:
             log.warning("Rucio for %s: %s", self._pod_name, warning)
-            messages.append(f"Rucio access is unavailable: {warning}")
-        if result.instances:
-            instances = self._provisioner.settings.rucio.instances
-            names = ", ".join(i.display_name for i in instances if i.name in result.instances)
-            messages.append(f"Rucio client configured for {names}")
-            if self._rotator is not None:
-                self._rotator.track(self.key, self.rotate, result.expires_at)
-        return messages
+        if result.instances and self._rotator is not None:
+            self._rotator.track(self.key, self.rotate, result.expires_at)
+        return progress_messages(result, mount_path=self._provisioner.settings.rucio.mount_path)
 
     async def provision(self, profile: Profile, *, existing: bool = False) -> Provisioned:
         """Exchange, render and write the Secret (``existing``: patch it, as a rotation does)."""

@@ -141,7 +141,7 @@ def test_user_signs_in_picks_an_option_watches_progress_and_uses_rucio_in_lab(
             page.locator("details summary").first.click(timeout=2_000)
             shots.take(page, "progress", docs=True)
     expect(page).to_have_url(re.compile(r"/user/alice/lab"), timeout=LAB_TIMEOUT)
-    assert any("Rucio client configured for Local Rucio" in e for e in events), events
+    assert any("Rucio instance Local Rucio (default): ready, account" in e for e in events), events
 
     # The option chosen on the form is what the pod got.
     (pod,) = user_pods(info, "alice")

@@ -171,22 +171,115 @@ def _progress_messages(hub: HubHandle, user: str) -> list[str]:
     return messages
 
 
-def test_exchange_refused_server_starts_with_a_warning(info: dict[str, Any]) -> None:
-    """If IAM refuses the exchange, the server still starts and the user is told Rucio is unavailable."""
-    refused = {**_local_instance(info), "token_exchange": {"scope": "openid profile storage.admin"}}
+def _spawn_following_progress(hub: HubHandle, user: str) -> list[str]:
+    """Spawn like the spawn page does: follow the progress while the spawn request is still in flight."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        request = pool.submit(api, hub, "POST", f"/users/{user}/server", json={"profile": "base"})
+        time.sleep(0.5)
+        messages = _progress_messages(hub, user)
+        assert request.result().status_code in (201, 202)
+    return messages
+
+
+def _refused_instance(info: dict[str, Any]) -> dict[str, Any]:
+    """The real Rucio server, but with a scope the IdP refuses to exchange for: fails for every user."""
+    return {
+        **_local_instance(info),
+        "name": "refused",
+        "display_name": "Refused Rucio",
+        "token_exchange": {"scope": "openid profile storage.admin"},
+    }
+
+
+NO_TRACEBACK = ("Traceback", "ConfigLoadingError")
+
+
+def test_exchange_refused_server_starts_and_rucio_says_why(info: dict[str, Any]) -> None:
+    """No instance works: the server starts, progress says so, and `rucio whoami` gives a reason, no traceback."""
     with running_hub(
-        state_dir(), info, "rucio-refused", settings_patch={"rucio": {"instances": [refused]}}, access_token_ttl=TTL
+        state_dir(),
+        info,
+        "rucio-refused",
+        settings_patch={"rucio": {"instances": [_refused_instance(info)]}},
+        access_token_ttl=TTL,
     ) as hub:
         login(hub, info, "carol", "carol-password")
-        # Like the spawn page: follow the progress while the spawn request is still in flight.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            request = pool.submit(api, hub, "POST", "/users/carol/server", json={"profile": "base"})
-            time.sleep(0.5)
-            messages = _progress_messages(hub, "carol")
-            assert request.result().status_code in (201, 202)
-        assert any("Rucio access is unavailable" in m and "refused the token exchange" in m for m in messages), messages
-        assert api(hub, "GET", "/users/carol").json()["servers"][""]["ready"] is True
-        stop(hub, "carol")
+        try:
+            messages = [m for m in _spawn_following_progress(hub, "carol") if "Rucio" in m]
+            assert messages[0].startswith(
+                "Rucio instance Refused Rucio (default): unavailable: the identity provider refused the token exchange"
+            ), messages
+            assert messages[1] == (
+                "Rucio access is unavailable: no Rucio instance could be set up for you; the server starts without Rucio"
+            ), messages
+            assert api(hub, "GET", "/users/carol").json()["servers"][""]["ready"] is True
+            (pod,) = user_pods(info, "carol")
+            env = pod_env(pod_pid(info, pod["metadata"]["name"]))
+            assert env["RUCIO_CONFIG"] == f"{RUCIO_DIR}/rucio.cfg"
+            out = whoami(info, pod)
+            assert not any(bad in out for bad in NO_TRACEBACK), out
+            (details,) = [line for line in out.splitlines() if line.startswith("Details:")]
+            assert details.startswith(
+                "Details: auth type 'unavailable - datalake-hub could not set up rucio instance refused rucio "
+                "for you in this session: the identity provider refused the token exchange"
+            ), out
+            assert len([line for line in out.splitlines() if line.strip()]) == 2, out
+        finally:
+            stop(hub, "carol")
+            wait_no_pods(info, "carol")
+
+
+def test_default_instance_fails_the_other_works_and_the_default_is_still_named(info: dict[str, Any]) -> None:
+    """Two instances, the first (the default) refused for carol: rucio.cfg does not silently become the
+    second's; the second's file works; the session, the panel and the progress name the default."""
+    instances = [_refused_instance(info), _local_instance(info)]
+    with running_hub(
+        state_dir(), info, "rucio-two", settings_patch={"rucio": {"instances": instances}}, access_token_ttl=TTL
+    ) as hub:
+        login(hub, info, "carol", "carol-password")
+        try:
+            messages = [m for m in _spawn_following_progress(hub, "carol") if "Rucio" in m]
+            assert len(messages) == 3, messages
+            assert messages[0].startswith(
+                "Rucio instance Refused Rucio (default): unavailable: the identity provider refused the token exchange"
+            ), messages
+            assert messages[1] == "Rucio instance Local Rucio: ready, account carol", messages
+            assert messages[2] == (
+                "Rucio is partly ready: the default, Refused Rucio, is unavailable (rucio.cfg says why); "
+                f"working: Local Rucio (rucio --config {RUCIO_DIR}/rucio-local.cfg)"
+            ), messages
+            (pod,) = user_pods(info, "carol")
+            name = pod["metadata"]["name"]
+            env = pod_env(pod_pid(info, name))
+            assert env["RUCIO_CONFIG"] == f"{RUCIO_DIR}/rucio.cfg"
+            assert env["DATALAKE_RUCIO_DEFAULT"] == "refused"
+
+            default = whoami(info, pod)
+            assert not any(bad in default for bad in NO_TRACEBACK), default
+            assert "account" not in default.split("Details:")[0], "rucio.cfg must not be Local Rucio's"
+            assert f"working instead: rucio --config {RUCIO_DIR}/rucio-local.cfg whoami" in default, default
+            local = pod_exec(info, name, ["rucio", "--config", f"{RUCIO_DIR}/rucio-local.cfg", "whoami"])
+            assert re.search(r"^account\s*:\s*carol$", local.stdout, re.MULTILINE), local.stdout + local.stderr
+
+            status = pod_exec(info, name, ["cat", f"{RUCIO_DIR}/status.txt"]).stdout.splitlines()
+            assert status[1:] == messages
+            listing = pod_exec(info, name, ["ls", RUCIO_DIR]).stdout.split()
+            assert "token-local" in listing
+            assert "token-refused" not in listing
+
+            headers = {"Authorization": f"token {hub.service_token}"}
+            base = f"{hub.url}user/carol/rucio-jupyterlab"
+            panel = requests.get(f"{base}/instances", headers=headers, timeout=30)
+            assert panel.status_code == 200, panel.text
+            assert panel.json()["active_instance"] == "refused"
+            shown = {i["name"]: i["display_name"] for i in panel.json()["instances"]}
+            assert shown == {"refused": "Refused Rucio (unavailable)", "local": "Local Rucio"}
+            check = requests.get(f"{base}/oidc-auth-check", params={"namespace": "local"}, headers=headers, timeout=60)
+            assert check.status_code == 200, check.text
+            assert check.json()["success"] is True
+        finally:
+            stop(hub, "carol")
+            wait_no_pods(info, "carol")
 
 
 def test_server_keeps_rucio_when_kubespawner_replaces_a_stale_pod(hub: HubHandle, info: dict[str, Any]) -> None:

@@ -30,3 +30,18 @@ def shipped_profiles(reference_settings: Settings) -> list[LoadedProfile]:
 def minimal() -> dict[str, Any]:
     """The smallest valid `datalake:` block."""
     return {"iam": {"issuer": "https://iam.example.org/", "client_id": "hub", "allowed_groups": ["escape"]}}
+
+
+@pytest.fixture(scope="session")
+def session_python() -> Path:
+    """Python of the notebook environment (rucio-clients 41.5.1, rucio-jupyterlab 41.0.0), cached."""
+    try:
+        from localplatform.base import PlatformError
+        from localplatform.sessionenv import ensure_session_venv
+    except ImportError as err:  # pragma: no cover - scripts/ is on pythonpath via pytest config
+        pytest.skip(f"localplatform not importable: {err}")
+    try:
+        venv = ensure_session_venv()
+    except PlatformError as err:
+        pytest.skip(f"no notebook venv: {err}")
+    return venv / "bin" / "python"

@@ -7,6 +7,7 @@ docker-stacks' start.sh runs them (sourced, then the server is exec'd with the r
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import re
@@ -392,6 +393,63 @@ def test_missing_files_warn_each(root: Root) -> None:
     assert "no token-<instance> file" in text
     assert "jupyter_server_config.json is missing" in text
     assert "JUPYTER_CONFIG_PATH" not in started.env
+
+
+def _standin_auth_type(path: str) -> str:
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    parser.read(path)
+    return parser["client"]["auth_type"]
+
+
+@pytest.mark.parametrize("mounted", [False, True], ids=["not-mounted", "empty-mount"])
+def test_missing_hub_files_point_rucio_config_at_a_stand_in(root: Root, mounted: bool) -> None:
+    """Without the hub's files RUCIO_CONFIG never names a missing file: a stand-in says why."""
+    if mounted:
+        root.mount.mkdir(parents=True)  # an optional Secret that does not exist mounts as an empty directory
+    started = root.start()
+    assert started.returncode == 0
+    standin = started.env["RUCIO_CONFIG"]
+    assert standin.startswith(str(root.tmp)) and standin.endswith(".cfg"), standin
+    assert _standin_auth_type(standin).startswith(
+        "unavailable - datalake-hub could not prepare Rucio credentials for this session"
+    )
+    assert any("stand-in" in w for w in _warnings(started.log))
+
+
+def test_users_own_missing_rucio_config_is_not_replaced(root: Root) -> None:
+    """A RUCIO_CONFIG outside the hub's mount is the user's choice: warned about, kept."""
+    root.mount_files()
+    started = root.start(RUCIO_CONFIG=str(root.home / "my-rucio.cfg"))
+    assert started.env["RUCIO_CONFIG"] == str(root.home / "my-rucio.cfg")
+    assert any("does not exist or is not readable" in w for w in _warnings(started.log))
+
+
+def test_status_and_default_are_logged(root: Root) -> None:
+    """The hub's status.txt lines and the default instance reach the server log."""
+    root.mount_files()
+    (root.mount / "status.txt").write_text("# header\nRucio is ready: rucio commands use ESCAPE (the default)\n")
+    started = root.start(DATALAKE_RUCIO_DEFAULT="escape")
+    assert "Rucio is ready: rucio commands use ESCAPE (the default)" in started.log
+    assert "# header" not in started.log
+    assert "(default: escape, in rucio.cfg)" in started.log
+
+
+def test_hook_stand_in_makes_real_rucio_say_why(root: Root, session_python: Path) -> None:
+    """rucio-clients 41.5.1 with the hook's stand-in: a reason, no ConfigLoadingError traceback."""
+    started = root.start()
+    env = {k: v for k, v in started.env.items() if not k.startswith(("BEARER_TOKEN", "X509_"))}
+    env["PATH"] = os.environ["PATH"]
+    proc = subprocess.run(
+        [str(session_python.parent / "rucio"), "whoami"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    out = proc.stdout + proc.stderr
+    assert "Traceback" not in out, out
+    assert "Details: auth type 'unavailable - datalake-hub could not prepare rucio credentials" in out, out
 
 
 def test_bad_token_file_is_reported_without_its_content(root: Root) -> None:

@@ -379,6 +379,7 @@ def test_secret_matches_stored(settings: Settings) -> None:
         "rucio-cta.cfg",
         "token-escape",
         "token-cta",
+        "status.txt",
         "jupyter_server_config.json",
     }
     assert data["rucio.cfg"] == data["rucio-escape.cfg"]
@@ -529,21 +530,6 @@ def test_schema_rejects_what_we_refuse(extension_schema: ModuleType) -> None:
         jsonschema.validate({**base, "mode": "download"}, schema=extension_schema.instance)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**base, "mode": "replica", "destination_rse": "R"}, schema=extension_schema.instance)
-
-
-@pytest.fixture(scope="session")
-def session_python() -> Path:
-    """Python of the notebook environment (rucio-clients 41.5.1, rucio-jupyterlab 41.0.0), cached."""
-    try:
-        from localplatform.base import PlatformError
-        from localplatform.sessionenv import ensure_session_venv
-    except ImportError as err:  # pragma: no cover - scripts/ is on pythonpath via pytest config
-        pytest.skip(f"localplatform not importable: {err}")
-    try:
-        venv = ensure_session_venv()
-    except PlatformError as err:
-        pytest.skip(f"no notebook venv: {err}")
-    return venv / "bin" / "python"
 
 
 def _materialise(secret: dict[str, Any], directory: Path) -> None:

@@ -52,6 +52,34 @@ _datalake_check_token_file() {
     fi
 }
 
+# RUCIO_CONFIG must never name a missing file: every rucio command would print a ConfigLoadingError
+# traceback. When the hub's files are absent, point it at a stand-in whose auth_type is the reason:
+# the Rucio client refuses unknown auth types before contacting anything and prints the value, so
+# `rucio whoami` says in one line why Rucio is unavailable.
+_datalake_rucio_standin() {
+    # $1: the hub's mount directory, $2: target uid.
+    local dir="$1" uid="$2" standin
+    case "${RUCIO_CONFIG:-}" in
+        "" | "${dir}"/*) ;;
+        *) return 0 ;; # the user's own RUCIO_CONFIG: verified below, never replaced
+    esac
+    [[ -n "${RUCIO_CONFIG:-}" && -r "${RUCIO_CONFIG}" ]] && return 0
+    standin="$(mktemp --suffix=.cfg "${TMPDIR:-/tmp}/datalake-rucio-unavailable.XXXXXX" 2>/dev/null)" || return 0
+    printf '%s\n' \
+        "# Written by the datalake-hub start-up hook: the hub's Rucio files are missing in this session." \
+        "[client]" \
+        "rucio_host = https://rucio.unavailable.invalid" \
+        "auth_host = https://rucio.unavailable.invalid" \
+        "auth_type = unavailable - datalake-hub could not prepare Rucio credentials for this session (${dir} is empty). Restart your server from the hub to try again" \
+        >"${standin}"
+    chmod 644 "${standin}"
+    if [[ "$(id -u)" == 0 && "${uid}" != 0 ]]; then
+        chown "${uid}:${NB_GID:-100}" "${standin}" 2>/dev/null || true
+    fi
+    export RUCIO_CONFIG="${standin}"
+    _datalake_log warn "Rucio: RUCIO_CONFIG=${standin}, a stand-in that makes rucio commands say Rucio is unavailable in this session."
+}
+
 _datalake_rucio_hook() {
     local dir="${DATALAKE_RUCIO_DIR:-/etc/datalake/rucio}"
     local bt_dir="${DATALAKE_BT_TMPDIR:-/tmp}"
@@ -95,7 +123,13 @@ _datalake_rucio_hook() {
     # 3. The mounted directory.
     if [[ ! -d "${dir}" ]]; then
         _datalake_log warn "Rucio is unavailable in this session: ${dir} is not mounted (the hub could not prepare Rucio credentials). The server starts anyway; rucio commands and the Rucio panel will not work. Restart the server from the hub to try again."
+        _datalake_rucio_standin "${dir}" "${uid}"
         return 0
+    fi
+    if [[ -r "${dir}/status.txt" ]]; then
+        while IFS= read -r name; do
+            [[ -z "${name}" || "${name}" == "#"* ]] || _datalake_log info "${name}"
+        done <"${dir}/status.txt"
     fi
 
     # 4. rucio.cfg: RUCIO_CONFIG wins in the Rucio client; set it when the pod did not, verify it when it did.
@@ -107,6 +141,7 @@ _datalake_rucio_hook() {
     fi
     if [[ ! -e "${dir}/rucio.cfg" ]]; then
         _datalake_log warn "Rucio is unavailable in this session: ${dir}/rucio.cfg is missing. rucio commands will not find a configuration."
+        _datalake_rucio_standin "${dir}" "${uid}"
     fi
     if [[ -n "${RUCIO_CONFIG:-}" && ! -r "${RUCIO_CONFIG}" ]]; then
         _datalake_log warn "Rucio: RUCIO_CONFIG=${RUCIO_CONFIG} does not exist or is not readable; rucio commands will fail."
@@ -123,7 +158,7 @@ _datalake_rucio_hook() {
         fi
     done
     if [[ -n "${instances}" ]]; then
-        _datalake_log info "Rucio: instances configured: ${instances} (select one with RUCIO_CONFIG=${dir}/rucio-<instance>.cfg)"
+        _datalake_log info "Rucio: instances configured: ${instances}${DATALAKE_RUCIO_DEFAULT:+ (default: ${DATALAKE_RUCIO_DEFAULT}, in rucio.cfg)}; select one with RUCIO_CONFIG=${dir}/rucio-<instance>.cfg"
     fi
     if ! compgen -G "${dir}/token-*" >/dev/null; then
         _datalake_log warn "Rucio: no token-<instance> file in ${dir}; authentication will fail until the hub provides one."
@@ -144,5 +179,5 @@ _datalake_rucio_hook() {
 }
 
 _datalake_rucio_hook || _datalake_log warn "Rucio: the start-up check failed unexpectedly; the server starts anyway."
-unset -f _datalake_rucio_hook _datalake_check_token_file _datalake_log _datalake_target_uid
+unset -f _datalake_rucio_hook _datalake_rucio_standin _datalake_check_token_file _datalake_log _datalake_target_uid
 true
