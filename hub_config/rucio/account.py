@@ -149,7 +149,9 @@ def choose_account(instance: RucioInstance, *, username: str, claims: Mapping[st
     ``username`` is the JupyterHub name; the template also sees ``preferred_username``, ``sub``
     and ``email_local`` (the part of ``email`` before ``@``). The claim is used as is (it is
     IAM's statement of the account: transforming it would guess); the template's result goes
-    through ``account_transforms``.
+    through ``account_transforms``. A claim falls through only to a template the site set
+    explicitly (``{username}`` is implied only when no other route is configured): a silently
+    guessed account would be someone else's or nobody's.
     """
     tried: list[str] = []
     if instance.account_claim is not None:
