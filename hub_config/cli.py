@@ -84,12 +84,12 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_options(pairs: Sequence[str]) -> dict[str, str]:
+def _parse_options(pairs: Sequence[str], flag: str = "--option") -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--option expects key=value, got {pair!r}")
+            raise SystemExit(f"{flag} expects key=value, got {pair!r}")
         out[key] = value
     return out
 
@@ -122,6 +122,11 @@ def cmd_preview(args: argparse.Namespace) -> int:
             for e in entries
         ],
     }
+    if settings.rucio.instances:
+        from .preview import rucio_accounts
+
+        claims: dict[str, Any] = {"preferred_username": args.user, **_parse_options(args.claim, flag="--claim")}
+        report["rucio_accounts"] = rucio_accounts(settings, username=args.user, claims=claims)
     if args.profile:
         options = {"profile": args.profile, **_parse_options(args.option)}
         try:
@@ -163,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="profile slug to resolve")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a choice, e.g. cores=4")
     p.add_argument("--pod", action="store_true", help="with --profile: also print the pod spec fragment")
+    p.add_argument(
+        "--claim",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an IAM claim of the user, for the Rucio account (e.g. rucio_account=dsmith, email=...); "
+        "preferred_username defaults to --user",
+    )
     p.set_defaults(func=cmd_preview)
     return parser
 

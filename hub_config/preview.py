@@ -12,13 +12,15 @@ from typing import Any
 
 from kubespawner.slugs import escape_slug
 
+from .errors import AccountError
 from .pod import build_pod_wiring
 from .profiles.kubespawner import resolve_overrides
 from .profiles.loader import LoadedProfile
 from .profiles.model import memory_bytes
+from .rucio.account import LOOKUP_AT_SPAWN, account_for, choose_account
 from .settings.model import Settings
 
-__all__ = ["RUCIO_SECRET_SHOWN", "pod_fragment"]
+__all__ = ["RUCIO_SECRET_SHOWN", "pod_fragment", "rucio_accounts"]
 
 RUCIO_SECRET_SHOWN = "<pod-name>-rucio"  # noqa: S105 - a name, not a secret
 """The Rucio Secret's name as shown: the real one derives from the pod name, which KubeSpawner picks."""
@@ -95,3 +97,28 @@ def pod_fragment(
         },
     }
     return fragment
+
+
+def rucio_accounts(settings: Settings, *, username: str, claims: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per instance, the Rucio account ``username`` with ``claims`` gets, and from which route.
+
+    The same :func:`~hub_config.rucio.account.choose_account` the hub runs at spawn; an account
+    only the lookup route can give is shown as ``asked from Rucio at spawn`` (the hub asks Rucio
+    with the user's token, which a preview does not have).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for inst in settings.rucio.instances:
+        choice = choose_account(inst, username=username, claims=claims)
+        if choice.account is not None:
+            out[inst.name] = {"account": choice.account, "route": choice.route}
+        elif choice.lookup_pending:
+            out[inst.name] = {"account": LOOKUP_AT_SPAWN, "route": "lookup"}
+        else:
+            try:
+                account_for(inst, username=username, claims=claims)
+            except AccountError as err:  # always: no route gave one; the message names each
+                out[inst.name] = {"account": None, "problem": str(err)}
+            continue
+        if choice.tried:
+            out[inst.name]["skipped"] = list(choice.tried)
+    return out

@@ -3,7 +3,8 @@
 Pure pieces (no I/O): :mod:`.account` (which Rucio account), :mod:`.render` (``rucio.cfg``, token
 file, rucio-jupyterlab config), :mod:`.selection` (which instances and extension modes a profile
 gets: the one place that decides it), :mod:`.secret` (the Secret, its volume, the env).
-I/O: :mod:`.tokens` (exchange/refresh at the IdP, tornado). :mod:`.errors` names every failure
+I/O: :mod:`.tokens` (exchange/refresh at the IdP, tornado), :mod:`.lookup` (which account Rucio maps
+an identity to). :mod:`.errors` names every failure
 without carrying a secret. The Kubernetes side is :mod:`hub_config.kube`.
 """
 
@@ -21,7 +22,7 @@ from ..errors import (
     UnsafeValue,
 )
 from ..jwt import jwt_claims, jwt_expiry
-from .account import ACCOUNT_PATTERN, account_for, validate_account
+from .account import ACCOUNT_PATTERN, AccountChoice, LookupResult, account_for, choose_account, validate_account
 from .render import (
     ExtensionMode,
     InstanceStatus,
@@ -55,11 +56,13 @@ __all__ = [
     "EXTENSION_KEY",
     "STATUS_KEY",
     "VOLUME_NAME",
+    "AccountChoice",
     "AccountError",
     "ExtensionConfigError",
     "ExtensionMode",
     "IdPUnavailable",
     "InstanceStatus",
+    "LookupResult",
     "MalformedToken",
     "OwnerPod",
     "RenderError",
@@ -72,6 +75,7 @@ __all__ = [
     "build_rucio_secret",
     "build_secret_volume",
     "cfg_key",
+    "choose_account",
     "default_instance",
     "env_for",
     "exchange_token",

@@ -25,8 +25,10 @@ from ..rucio import (
     InstanceStatus,
     RenderError,
     TokenExchangeRefused,
+    TokenSet,
     account_for,
     build_rucio_secret,
+    choose_account,
     default_instance,
     exchange_token,
     extension_modes,
@@ -35,6 +37,7 @@ from ..rucio import (
     jwt_claims,
     jwt_expiry,
 )
+from ..rucio.lookup import lookup_account
 from ..settings.model import Settings
 from ..settings.rucio import RucioInstance
 from ..shared import HubWide
@@ -198,18 +201,25 @@ class RucioProvisioner(HubWide):
     ) -> tuple[str, str, float | None] | None:
         """(account, token, expiry) for one instance, or None with the reason added to ``warnings``."""
         try:
-            account = account_for(inst, username=username, claims=claims)
+            choice = choose_account(inst, username=username, claims=claims)
+            account = choice.account
+            if account is None and not choice.lookup_pending:
+                account = account_for(inst, username=username, claims=claims)  # raises, naming each route
             if not inst.token_exchange.enabled:
-                return account, access, jwt_expiry(access)
-            tokens_set = await exchange_token(
-                self._token_url,
-                self._client_id,
-                self._client_secret,
-                access,
-                inst.token_exchange.audience,
-                inst.token_exchange.scope,
-                ca_bundle=self._ca_bundle,
-            )
+                tokens_set = TokenSet(access_token=access, expires_at=jwt_expiry(access))
+            else:
+                tokens_set = await exchange_token(
+                    self._token_url,
+                    self._client_id,
+                    self._client_secret,
+                    access,
+                    inst.token_exchange.audience,
+                    inst.token_exchange.scope,
+                    ca_bundle=self._ca_bundle,
+                )
+            if account is None:  # the lookup route: ask Rucio which account holds this token's identity
+                looked_up = await lookup_account(inst.rucio_host, tokens_set.access_token, ca_bundle=self._ca_bundle)
+                account = account_for(inst, username=username, claims=claims, looked_up=looked_up)
         except AccountError as err:
             warnings.append(f"{inst.display_name}: no Rucio account ({err})")
         except TokenExchangeRefused as err:

@@ -2,17 +2,69 @@
 
 from __future__ import annotations
 
+import re
 import string
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, StringConstraints, Tag, field_validator, model_validator
 
 from ..modelbase import AbsPath, HttpsUrl, HttpUrl, K8sName, NonEmptyStr, Strict
+from ..redact import redact
 
-__all__ = ["ACCOUNT_FIELDS", "RucioExtension", "RucioInstance", "RucioSettings", "TokenExchange"]
+__all__ = [
+    "ACCOUNT_FIELDS",
+    "AccountTransform",
+    "ReplaceTransform",
+    "RucioExtension",
+    "RucioInstance",
+    "RucioSettings",
+    "TokenExchange",
+]
 
 ACCOUNT_FIELDS = frozenset({"username", "preferred_username", "sub", "email_local"})
 """Placeholders an `account_template` may use."""
+
+_ACCOUNT_CHARS = re.compile(r"^[a-z0-9_-]*$")
+"""What a replacement may insert: characters Rucio accepts in an account name (or nothing)."""
+
+
+class ReplaceTransform(Strict):
+    """Replace each key's text by its value (`""` drops it), e.g. `{replace: {".": "_"}}`."""
+
+    replace: dict[Annotated[str, StringConstraints(min_length=1)], str] = Field(
+        min_length=1,
+        description='Text to find → text to put instead (lowercase a-z, 0-9, `-`, `_`, or `""` to drop it). '
+        "Applied in the order given.",
+    )
+
+    @field_validator("replace")
+    @classmethod
+    def _replacements_valid(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(v for v in value.values() if not _ACCOUNT_CHARS.fullmatch(v))
+        if bad:
+            raise ValueError(
+                f"replacement(s) {bad} would put characters Rucio refuses into the account "
+                "(allowed: lowercase a-z, 0-9, '-', '_', or \"\" to drop)"
+            )
+        return value
+
+
+TRANSFORM_NAMES = ("lowercase", "drop_invalid", "truncate")
+
+
+def _transform_kind(value: object) -> str:
+    return "name" if isinstance(value, str) else "replace"
+
+
+AccountTransform = Annotated[
+    Annotated[Literal["lowercase", "drop_invalid", "truncate"], Tag("name")]
+    | Annotated[ReplaceTransform, Tag("replace")],
+    Discriminator(_transform_kind),
+]
+"""One step turning a filled `account_template` into a Rucio account name.
+
+`lowercase`; `drop_invalid` (remove every character Rucio refuses); `truncate` (to Rucio's 25
+characters); `{replace: {from: to}}`."""
 
 
 class TokenExchange(Strict):
@@ -80,11 +132,25 @@ class RucioInstance(Strict):
     vo: NonEmptyStr | None = Field(None, description="Rucio VO (multi-VO deployments only).")
     site_name: NonEmptyStr | None = Field(None, description="Site name reported by the extension.")
     account_claim: NonEmptyStr | None = Field(
-        None, description="Claim holding the Rucio account name; takes precedence over `account_template`."
+        None,
+        description="Claim holding the Rucio account name, used as is (first route tried). A user without "
+        "the claim, or with a value Rucio refuses, falls through to `account_template`, then `account_lookup`.",
     )
-    account_template: NonEmptyStr = Field(
-        "{username}",
-        description="Rucio account from a template over {username}, {preferred_username}, {sub}, {email_local}.",
+    account_template: NonEmptyStr | None = Field(
+        None,
+        description="Rucio account from a template over {username}, {preferred_username}, {sub}, {email_local}, "
+        "then `account_transforms` (second route). Null: `{username}` when neither `account_claim` nor "
+        "`account_lookup` is set, else no template route.",
+    )
+    account_transforms: list[AccountTransform] = Field(
+        default_factory=list,
+        description="Steps applied in order to the filled `account_template`: `lowercase`, "
+        '`{replace: {".": "_"}}`, `drop_invalid` (remove characters Rucio refuses), `truncate` (to 25).',
+    )
+    account_lookup: bool = Field(
+        False,
+        description="Last route: ask this Rucio server (`GET /accounts/whoami` with the user's Rucio token) "
+        "which account holds the identity `SUB=<sub>, ISS=<issuer>`; done by the hub at each spawn and rotation.",
     )
     token_exchange: TokenExchange = Field(
         default_factory=lambda: TokenExchange(), description="How this instance's token is obtained."
@@ -94,15 +160,52 @@ class RucioInstance(Strict):
     )
     request_retries: int = Field(3, ge=0, le=20, description="Client `request_retries`.")
 
+    @field_validator("account_transforms", mode="before")
+    @classmethod
+    def _transforms_known(cls, value: object) -> object:
+        """One clear message per wrong step (pydantic would list every union branch it tried)."""
+        if not isinstance(value, list):
+            return value
+        for index, step in enumerate(value):
+            if isinstance(step, str) and step not in TRANSFORM_NAMES:
+                raise ValueError(
+                    f"account_transforms[{index}]: unknown transform {redact(step, limit=40)!r}; "
+                    f"known: {', '.join(TRANSFORM_NAMES)}, {{replace: {{from: to}}}}"
+                )
+            if isinstance(step, dict) and set(step) != {"replace"}:
+                raise ValueError(
+                    f"account_transforms[{index}]: a mapping step must be {{replace: {{from: to}}}}, "
+                    f"got keys {sorted(map(str, step))}"
+                )
+            if not isinstance(step, str | dict | ReplaceTransform):
+                raise ValueError(f"account_transforms[{index}]: expected a transform name or {{replace: ...}}")
+        return value
+
+    @property
+    def effective_account_template(self) -> str | None:
+        """The template route's template: the one set, else `{username}` if no other route is set."""
+        if self.account_template is not None:
+            return self.account_template
+        return "{username}" if self.account_claim is None and not self.account_lookup else None
+
     @model_validator(mode="after")
-    def _template_fields_known(self) -> RucioInstance:
-        names = {f for _, f, _, _ in string.Formatter().parse(self.account_template) if f is not None}
-        unknown = names - ACCOUNT_FIELDS
-        if unknown or any(not n for n in names):
-            raise ValueError(
-                f"account_template uses unknown placeholder(s) {sorted(unknown) or ['{}']}; "
-                f"known: {sorted(ACCOUNT_FIELDS)}"
-            )
+    def _account_rules(self) -> RucioInstance:
+        if self.account_template is not None:
+            try:
+                parsed = list(string.Formatter().parse(self.account_template))
+            except ValueError as err:
+                raise ValueError(f"account_template is not a valid template: {err}") from None
+            names = {f for _, f, _, _ in parsed if f is not None}
+            unknown = names - ACCOUNT_FIELDS
+            if unknown or any(not n for n in names):
+                raise ValueError(
+                    f"account_template uses unknown placeholder(s) {sorted(unknown) or ['{}']}; "
+                    f"known: {sorted(ACCOUNT_FIELDS)}"
+                )
+            if any(spec or conv for _, f, spec, conv in parsed if f is not None):
+                raise ValueError("account_template placeholders take no format spec or conversion ({name} only)")
+        if self.account_transforms and self.effective_account_template is None:
+            raise ValueError("account_transforms apply to account_template, which is not set for this instance")
         return self
 
 

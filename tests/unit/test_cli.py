@@ -127,3 +127,62 @@ def test_missing_path_is_a_clean_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "no such file or directory" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+ESCAPE_VALUES = """\
+datalake:
+  iam: {issuer: "https://iam-escape.cern.ch/", client_id: hub, allowed_groups: [escape]}
+  storage: {eos: [{name: eos}], scratch: [{name: scratch}], cvmfs: {name: cvmfs}}
+  rucio:
+    instances:
+      - name: escape
+        display_name: ESCAPE Rucio
+        rucio_host: https://vre-rucio.cern.ch
+        auth_host: https://vre-rucio-auth.cern.ch
+        account_claim: rucio_account
+        account_template: "{preferred_username}"
+        account_transforms: [lowercase, {replace: {".": "_"}}, drop_invalid, truncate]
+      - {name: lookup, display_name: Lookup, rucio_host: "https://r", auth_host: "https://r", account_lookup: true}
+      - {name: strict, display_name: Strict, rucio_host: "https://r", auth_host: "https://r", account_claim: rucio_account}
+"""
+
+
+def test_preview_shows_the_rucio_account_and_its_route(tmp_path: Path) -> None:
+    """dave.smith without the claim: transformed template, lookup at spawn, and why the claim-only one fails."""
+    values = tmp_path / "site.yaml"
+    values.write_text(ESCAPE_VALUES)
+    result = run("preview", "profiles", "--values", str(values), "--user", "dave.smith")
+    assert result.returncode == 0, result.stderr
+    accounts = yaml.safe_load(result.stdout)["rucio_accounts"]
+    skipped = "claim 'rucio_account': the user's claims have no (string) 'rucio_account' claim"
+    assert accounts == {
+        "escape": {"account": "dave_smith", "route": "template", "skipped": [skipped]},
+        "lookup": {"account": "asked from Rucio at spawn", "route": "lookup"},
+        "strict": {"account": None, "problem": f"Rucio instance 'strict': {skipped}"},
+    }
+    with_claim = run(
+        "preview", "profiles", "--values", str(values), "--user", "dave.smith", "--claim", "rucio_account=dsmith"
+    )
+    accounts = yaml.safe_load(with_claim.stdout)["rucio_accounts"]
+    assert accounts["escape"] == {"account": "dsmith", "route": "claim"}
+    assert accounts["strict"] == {"account": "dsmith", "route": "claim"}
+
+
+def test_validate_values_checks_the_account_rules(tmp_path: Path) -> None:
+    """An unknown transform or template placeholder is one line with file:line and key path."""
+    values = tmp_path / "site.yaml"
+    values.write_text(ESCAPE_VALUES.replace("drop_invalid", "drop_bad"))
+    result = run("validate", "profiles/", "--values", str(values))
+    assert result.returncode == 1
+    assert (
+        f"{values}:12: datalake.rucio.instances[0].account_transforms: account_transforms[2]: "
+        "unknown transform 'drop_bad'; known: lowercase, drop_invalid, truncate, {replace: {from: to}}"
+    ) in result.stderr.splitlines()
+    values.write_text(ESCAPE_VALUES.replace("{preferred_username}", "{preferred_name}"))
+    result = run("validate", "profiles/", "--values", str(values))
+    assert result.returncode == 1
+    assert (
+        "datalake.rucio.instances[0]: account_template uses unknown placeholder(s) ['preferred_name']" in result.stderr
+    )
+    values.write_text(ESCAPE_VALUES)
+    assert run("validate", "profiles/", "--values", str(values)).returncode == 0

@@ -108,7 +108,8 @@ def test_rucio_instance_defaults_exchange_for_rucio_audience() -> None:
     inst = RucioInstance.model_validate(INSTANCE)
     assert inst.token_exchange == TokenExchange(enabled=True, audience="rucio", scope="openid profile offline_access")
     assert inst.extension.mode == "download"
-    assert inst.account_template == "{username}"
+    assert inst.account_template is None
+    assert inst.effective_account_template == "{username}"
 
 
 def test_rucio_exchange_scope_must_satisfy_the_server() -> None:

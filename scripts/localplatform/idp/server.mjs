@@ -50,14 +50,20 @@ function userClaims(user) {
     groups,
     'wlcg.groups': groups.map((g) => `/${g}`),
     eduperson_entitlement: groups.map((g) => `urn:mace:escape:group:${g.replaceAll('/', ':')}`),
+    // Site-specific claims some users carry and others do not (e.g. `rucio_account`, as a site
+    // can configure IAM to send the Rucio account): released with `profile`.
+    ...(user.idp_claims ?? {}),
   };
 }
+
+// Every site-specific claim name any fixture user carries.
+const EXTRA_CLAIMS = [...new Set(users.flatMap((u) => Object.keys(u.idp_claims ?? {})))];
 
 // Which claims each scope releases (IAM: `profile` carries groups; wlcg.groups and
 // eduperson_entitlement have their own scopes).
 const CLAIMS = {
   openid: ['sub'],
-  profile: ['name', 'given_name', 'family_name', 'preferred_username', 'organisation_name', 'groups'],
+  profile: ['name', 'given_name', 'family_name', 'preferred_username', 'organisation_name', 'groups', ...EXTRA_CLAIMS],
   email: ['email', 'email_verified'],
   'wlcg.groups': ['wlcg.groups'],
   eduperson_entitlement: ['eduperson_entitlement'],
