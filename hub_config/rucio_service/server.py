@@ -158,6 +158,7 @@ class ServerRucio:
             raise RotationStopped("the server's profile is no longer offered to the user")
         if not self._wanted(profile):
             raise RotationStopped("the server's profile gets no Rucio")
+        self._login_seen = _login_digest(await self._user.get_auth_state())
         refreshed = await self._user.authenticator.refresh_user(self._user)
         if refreshed is False:
             raise RotationStopped("the user's IAM session ended (refresh token rejected); they must sign in again")
