@@ -18,8 +18,8 @@ What a failure means decides what happens next (:func:`policy`):
   Retrying would give the same answer, and every retry refreshes the user's login tokens at the
   IdP: the server is parked, the reason logged once. :class:`~.server.ServerRucio` resumes it when
   the user signs in again.
-* **Anything else** (an API server refusing the patch, a bug): backs off like an IdP outage, but
-  alone.
+* **Anything else** (an API server refusing the patch, a bug): backs off alone, doubling to
+  10 minutes (each retry refreshes and exchanges at the IdP), untouched by the IdP's recovery.
 
 Failures are logged without any token; they never stop the task or other users' rotation.
 """
@@ -44,6 +44,7 @@ from ..tls import idp_client, request_tls_options
 __all__ = [
     "MAX_BACKOFF",
     "MIN_BACKOFF",
+    "OTHER_MAX_BACKOFF",
     "Policy",
     "Probe",
     "RotationStopped",
@@ -58,6 +59,9 @@ log = logging.getLogger(__name__)
 MIN_BACKOFF = 10.0
 MAX_BACKOFF = 20.0
 """Defaults of `rotation_retry_min_seconds` / `rotation_retry_max_seconds`."""
+OTHER_MAX_BACKOFF = 600.0
+"""Cap for failures that are neither the IdP's nor permanent (an API server refusing the patch):
+each retry refreshes and exchanges at the IdP, so these slow down as before."""
 
 Probe = Callable[[], Awaitable["IdPUnavailable | None"]]
 """Asks the IdP something cheap: None when it answered, the reason when it could not be asked."""
@@ -219,8 +223,8 @@ class Rotator(HubWide):
         await asyncio.gather(*(self._rotate(t) for t in due))
         return len(due)
 
-    def _backoff(self, failures: int) -> float:
-        return float(min(self.min_backoff * 2 ** max(failures - 1, 0), self.max_backoff))
+    def _backoff(self, failures: int, cap: float | None = None) -> float:
+        return float(min(self.min_backoff * 2 ** max(failures - 1, 0), cap or self.max_backoff))
 
     async def _rotate(self, t: Tracked) -> None:
         self._running.add(t.key)
@@ -251,7 +255,7 @@ class Rotator(HubWide):
             return
         t.failures += 1
         t.waits_for_idp = what is Policy.IDP_DOWN
-        delay = self._backoff(t.failures)
+        delay = self._backoff(t.failures, None if t.waits_for_idp else max(OTHER_MAX_BACKOFF, self.max_backoff))
         t.next_attempt = self._clock() + delay
         log.warning("Rucio token rotation for %s failed (%s); retry in %.0fs", t.key, _describe(err), delay)
         if what is Policy.IDP_DOWN and not self.idp_down:

@@ -135,9 +135,10 @@ class RucioSettings(Strict):
         20,
         ge=1,
         le=600,
-        description="Longest wait between retries of a failed rotation (and between IdP probes during an "
-        "outage): sessions whose tokens expired are rotated within about this long of the IdP coming back. "
-        "Permanent failures (no Rucio account, sign-in needed) are not retried.",
+        description="Longest wait between retries of a rotation that failed because the IdP was unavailable "
+        "(and between IdP probes during an outage): sessions whose tokens expired are rotated within about this "
+        "long of the IdP coming back. Other failures back off to 10 minutes; permanent ones (no Rucio account, "
+        "sign-in needed) are not retried.",
     )
     check_interval_seconds: int = Field(30, ge=1, le=3600, description="How often the rotator looks for work.")
 

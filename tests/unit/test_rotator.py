@@ -107,20 +107,30 @@ def test_policy_per_error_class(err: BaseException, expected: Policy) -> None:
     assert policy(err) is expected
 
 
-async def test_backoff_doubles_and_is_capped(rotator: Rotator, clock: Clock) -> None:
-    """10 s, then 20 s, then never more than the cap (20 s), whatever the number of failures."""
+async def _waits(rotator: Rotator, clock: Clock, error: BaseException, n: int) -> list[float]:
     server = Server(clock)
-    server.error = RuntimeError("API server hiccup")
+    server.error = error
     rotator.track("hub/jupyter-a", server.rotate, None)
     waits = []
-    for _ in range(5):
+    for _ in range(n):
         await rotator.tick()
         t = rotator.tracked("hub/jupyter-a")
         assert t is not None
         waits.append(t.next_attempt - clock.now)
         clock.now = t.next_attempt
-    assert waits == [10, 20, 20, 20, 20]
-    assert server.calls == 5
+    assert server.calls == n
+    return waits
+
+
+async def test_idp_backoff_doubles_and_is_capped(rotator: Rotator, clock: Clock) -> None:
+    """IdP unavailable: 10 s, then 20 s, then never more than the cap (20 s), however long it lasts."""
+    assert await _waits(rotator, clock, DOWN, 5) == [10, 20, 20, 20, 20]
+
+
+async def test_other_transient_failures_back_off_further(rotator: Rotator, clock: Clock) -> None:
+    """An API server refusing the patch: each retry costs a refresh and an exchange, so up to 10 min."""
+    err = KubeError("patch", "Secret", "hub", "x-rucio", 403, "Forbidden")
+    assert await _waits(rotator, clock, err, 8) == [10, 20, 40, 80, 160, 320, 600, 600]
 
 
 async def test_idp_outage_is_probed_once_per_step_and_recovery_rotates_everyone(clock: Clock) -> None:
