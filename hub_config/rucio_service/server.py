@@ -186,8 +186,11 @@ class ServerRucio:
     async def resume(self) -> None:
         """The server runs but is not rotated (the hub restarted, or the spawn got no token): rotate it.
 
-        Due at once, so a server whose provisioning failed at spawn is retried by the rotator.
-        Servers whose profile gets no Rucio are left alone (decided once per server).
+        Due at once, so a server whose provisioning failed at spawn for a transient reason is
+        retried by the rotator. Servers whose profile gets no Rucio are left alone (decided once
+        per server); a server parked for a permanent reason is tried again only when its user's
+        sign-in has changed (a new refresh token: a new login, or an IdP that rotates refresh
+        tokens), since a new login may bring what was missing (an account claim, a valid session).
         """
         if self._rotator is None:
             return
