@@ -20,6 +20,7 @@ from .logs import route_to_hub_log
 from .pages import apply_pages
 from .profiles.source import ProfileSource
 from .rucio_service import Rotator, RucioProvisioner
+from .rucio_service.rotator import token_endpoint_probe
 from .settings.model import Settings
 from .settings_watch import SettingsWatch
 from .spawner import apply_spawner
@@ -76,6 +77,9 @@ def _rucio_services(
         margin=settings.rucio.refresh_margin_seconds,
         interval=settings.rucio.check_interval_seconds,
         concurrency=settings.rucio.max_concurrent_rotations,
+        probe=token_endpoint_probe(token_url, settings.iam.ca_bundle),
+        min_backoff=settings.rucio.rotation_retry_min_seconds,
+        max_backoff=settings.rucio.rotation_retry_max_seconds,
     )
     return rucio, rotator
 

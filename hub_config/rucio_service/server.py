@@ -11,18 +11,19 @@ all is :func:`hub_config.rucio.selection.gets_rucio`'s call, here as in the pod 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..errors import KubeError
+from ..errors import IdPUnavailable, KubeError
 from ..kube import SecretStore
 from ..profiles.model import Profile
 from ..rucio.render import status_lines
 from ..rucio.secret import OwnerPod, owner_reference, secret_name_for
 from ..rucio.selection import gets_rucio
 from .provisioner import Provisioned, RucioProvisioner
-from .rotator import Rotator
+from .rotator import RotationStopped, Rotator
 
 __all__ = ["ServerRucio", "progress_messages"]
 
@@ -68,13 +69,15 @@ class ServerRucio:
         """
         self._provisioner = provisioner
         self._rotator = rotator
-        self._store = SecretStore(api_client)
+        self._store = _WatchedStore(api_client)
         self._namespace = namespace
         self._pod_name = pod_name
         self._user = user
         self._profile_of = profile_of
         self._profile: Profile | None = None
         self._resume_decided = False
+        self._login_seen: str | None = None
+        """Digest of the refresh token the last provisioning used: a new sign-in resumes a parked server."""
 
     @property
     def secret_name(self) -> str:
@@ -102,18 +105,29 @@ class ServerRucio:
         result = await self.provision(profile)
         for warning in result.warnings:
             log.warning("Rucio for %s: %s", self._pod_name, warning)
-        if result.instances and self._rotator is not None:
-            self._rotator.track(self.key, self.rotate, result.expires_at)
+        if result.instances:
+            if self._rotator is not None:
+                self._rotator.track(self.key, self.rotate, result.expires_at)
+        elif self._rotator is not None:
+            try:
+                await self._why_not(result)
+            except RotationStopped as err:  # retrying would refresh the user's tokens for nothing
+                self._rotator.park(self.key, self.rotate, str(err))
+            except (IdPUnavailable, KubeError):
+                pass  # transient: resume() hands the server to the rotator, which retries it
         return progress_messages(result, mount_path=self._provisioner.settings.rucio.mount_path)
 
     async def provision(self, profile: Profile, *, existing: bool = False) -> Provisioned:
         """Exchange, render and write the Secret (``existing``: patch it, as a rotation does)."""
+        auth_state = await self._user.get_auth_state()
+        self._login_seen = _login_digest(auth_state)
+        self._store.error = None
         return await self._provisioner.provision(
             store=self._store,
             namespace=self._namespace,
             secret_name=self.secret_name,
             username=self._user.name,
-            auth_state=await self._user.get_auth_state(),
+            auth_state=auth_state,
             profile=profile,
             labels={SERVER_LABEL: self._pod_name[:63].rstrip("-._")},
             existing=existing,
@@ -140,31 +154,69 @@ class ServerRucio:
             log.warning("Could not make %s own its Rucio Secret: %s", self._pod_name, err)
 
     async def rotate(self) -> float | None:
-        """Rotator callback: fresh IAM tokens (refresh if near expiry), new exchange, patched Secret."""
-        refreshed = await self._user.authenticator.refresh_user(self._user)
-        if refreshed is False:
-            raise RuntimeError("the user's IAM session ended (refresh token rejected); they must sign in again")
+        """Rotator callback: fresh IAM tokens (refresh if near expiry), new exchange, patched Secret.
+
+        Raises what the rotator's policy needs: :class:`RotationStopped` when retrying cannot help
+        (checked before the refresh where possible, so the user's login tokens are not refreshed
+        for nothing), :class:`IdPUnavailable` when the IdP cannot be asked, :class:`KubeError`
+        when the Secret could not be written.
+        """
         profile = self._profile or await self._profile_of()
         if profile is None:
-            raise RuntimeError("the server's profile is no longer offered to the user")
+            raise RotationStopped("the server's profile is no longer offered to the user")
+        if not self._wanted(profile):
+            raise RotationStopped("the server's profile gets no Rucio")
+        self._login_seen = _login_digest(await self._user.get_auth_state())
+        refreshed = await self._user.authenticator.refresh_user(self._user)
+        if refreshed is False:
+            raise RotationStopped("the user's IAM session ended (refresh token rejected); they must sign in again")
         result = await self.provision(profile, existing=True)
         if not result.instances:
-            raise RuntimeError("; ".join(result.warnings) or "no Rucio instance could be configured")
+            await self._why_not(result)
         return result.expires_at
+
+    async def _why_not(self, result: Provisioned) -> None:
+        """Raise the class of the reason ``result`` holds no instance, for the rotator's policy.
+
+        The provisioner reports reasons as the user's words, so the class is found from what
+        this object can see: the Secret write's own error, else the IdP's answer to a probe
+        (unavailable: transient), else the reason is permanent (no valid account, exchange
+        refused, nothing renderable) until the user signs in again.
+        """
+        reason = "; ".join(result.warnings) or "no Rucio instance could be configured"
+        if self._store.error is not None:
+            raise self._store.error
+        problem = await self._rotator.idp_problem() if self._rotator is not None else None
+        if problem is not None:
+            raise problem
+        raise RotationStopped(reason)
 
     async def resume(self) -> None:
         """The server runs but is not rotated (the hub restarted, or the spawn got no token): rotate it.
 
-        Due at once, so a server whose provisioning failed at spawn is retried by the rotator.
-        Servers whose profile gets no Rucio are left alone (decided once per server).
+        Due at once, so a server whose provisioning failed at spawn for a transient reason is
+        retried by the rotator. Servers whose profile gets no Rucio are left alone (decided once
+        per server); a server parked for a permanent reason is tried again only when its user's
+        sign-in has changed (a new refresh token: a new login, or an IdP that rotates refresh
+        tokens), since a new login may bring what was missing (an account claim, a valid session).
         """
-        if self._rotator is None or self._rotator.tracked(self.key) is not None:
+        if self._rotator is None:
+            return
+        tracked = self._rotator.tracked(self.key)
+        if tracked is not None:
+            if tracked.stopped is not None and await self._signed_in_again():
+                log.info("Rucio for %s: the user signed in again; rotating its tokens again", self._pod_name)
+                self._rotator.track(self.key, self.rotate, None)
             return
         if not self._resume_decided:
             self._profile = self._profile or await self._profile_of()
             self._resume_decided = True
         if self._profile is not None and self._wanted(self._profile):
             self._rotator.track(self.key, self.rotate, None)
+
+    async def _signed_in_again(self) -> bool:
+        login = _login_digest(await self._user.get_auth_state())
+        return login is not None and login != self._login_seen
 
     async def stop(self, stop_pod: Callable[[], Awaitable[None]], *, retrying_start: bool) -> None:
         """Stop rotating, let ``stop_pod`` stop the pod, then delete the Secret.
@@ -183,3 +235,33 @@ class ServerRucio:
             await self._store.delete(self._namespace, self.secret_name)
         except KubeError as err:
             log.warning("Could not delete the Rucio Secret of %s: %s", self._pod_name, err)
+
+
+class _WatchedStore(SecretStore):
+    """The server's Secret store, remembering the last write's :class:`KubeError`.
+
+    The provisioner turns a failed write into a warning; the rotator needs the error itself to
+    tell "the API server refused" (retry) from the permanent reasons.
+    """
+
+    error: KubeError | None = None
+
+    async def apply(self, secret: dict[str, Any]) -> None:
+        try:
+            await super().apply(secret)
+        except KubeError as err:
+            self.error = err
+            raise
+
+    async def update(self, secret: dict[str, Any]) -> None:
+        try:
+            await super().update(secret)
+        except KubeError as err:
+            self.error = err
+            raise
+
+
+def _login_digest(auth_state: Any) -> str | None:
+    """Which sign-in ``auth_state`` is from (its refresh token, hashed): changes when the user signs in again."""
+    token = (auth_state or {}).get("refresh_token") if isinstance(auth_state, dict) else None
+    return hashlib.sha256(token.encode()).hexdigest()[:16] if isinstance(token, str) and token else None

@@ -226,6 +226,23 @@ class RucioSettings(Strict):
     max_concurrent_rotations: int = Field(
         8, ge=1, le=256, description="Token rotations the hub runs at once (IdP and API server protection)."
     )
+    rotation_retry_min_seconds: int = Field(
+        10,
+        ge=1,
+        le=600,
+        description="First wait after a failed token rotation; it doubles per failure up to "
+        "`rotation_retry_max_seconds`. While the IdP is unavailable the hub probes its token endpoint "
+        "at this pace instead of refreshing every user's tokens.",
+    )
+    rotation_retry_max_seconds: int = Field(
+        20,
+        ge=1,
+        le=600,
+        description="Longest wait between retries of a rotation that failed because the IdP was unavailable "
+        "(and between IdP probes during an outage): sessions whose tokens expired are rotated within about this "
+        "long of the IdP coming back. Other failures back off to 10 minutes; permanent ones (no Rucio account, "
+        "sign-in needed) are not retried.",
+    )
     check_interval_seconds: int = Field(30, ge=1, le=3600, description="How often the rotator looks for work.")
 
     @model_validator(mode="after")
@@ -236,6 +253,12 @@ class RucioSettings(Strict):
             raise ValueError(f"duplicate instance name(s): {', '.join(dupes)}")
         if self.default_instance is not None and self.default_instance not in names:
             raise ValueError(f"default_instance {self.default_instance!r} is not one of the instances {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _retry_bounds_ordered(self) -> RucioSettings:
+        if self.rotation_retry_min_seconds > self.rotation_retry_max_seconds:
+            raise ValueError("rotation_retry_min_seconds is larger than rotation_retry_max_seconds")
         return self
 
     @property
