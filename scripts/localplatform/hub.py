@@ -32,7 +32,16 @@ import yaml
 from .base import REPO_ROOT, Proc, free_port, spawn, stop_pidfile, wait_http, write_json
 from .controlplane import kubectl
 
-__all__ = ["HubHandle", "local_settings", "restart_hub", "resume_hub", "start_hub", "start_proxy", "stop_hub"]
+__all__ = [
+    "HubHandle",
+    "local_rucio_instance",
+    "local_settings",
+    "restart_hub",
+    "resume_hub",
+    "start_hub",
+    "start_proxy",
+    "stop_hub",
+]
 
 log = logging.getLogger(__name__)
 
@@ -106,23 +115,31 @@ def local_settings(info: dict[str, Any], *, client_id: str, secret_file: Path, p
     }
     if rucio:
         settings["storage"]["eos"] = [{"name": "eos", "host_path": rucio["rse_dir"], "mount_path": "/eos/lake"}]
-        settings["rucio"] = {
-            "instances": [
-                {
-                    "name": "local",
-                    "display_name": "Local Rucio",
-                    "rucio_host": rucio["url"],
-                    "auth_host": rucio["auth_url"],
-                    "ca_cert": idp["ca_bundle"],
-                }
-            ]
-        }
+        settings["rucio"] = {"instances": [local_rucio_instance(info)]}
     else:
         settings["storage"]["eos"] = [
             {"name": "eos", "host_path": str(Path(info["_state"]) / "eos"), "mount_path": "/eos"}
         ]
     settings["storage"]["cvmfs"] = {"name": "cvmfs", "host_path": str(Path(info["_state"]) / "cvmfs")}
     return settings
+
+
+def local_rucio_instance(info: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """The local Rucio server as a settings instance, with the account mapping an ESCAPE site uses:
+    the IdP's `rucio_account` claim where it sends one (dave.smith -> dsmith), else the hub username
+    made into a Rucio account (erin.jones -> erin_jones)."""
+    rucio = info["rucio_server"]
+    instance: dict[str, Any] = {
+        "name": "local",
+        "display_name": "Local Rucio",
+        "rucio_host": rucio["url"],
+        "auth_host": rucio["auth_url"],
+        "ca_cert": info["idp"]["ca_bundle"],
+        "account_claim": "rucio_account",
+        "account_template": "{username}",
+        "account_transforms": ["lowercase", {"replace": {".": "_"}}, "drop_invalid", "truncate"],
+    }
+    return {**instance, **overrides}
 
 
 def _ensure_home_claim(info: dict[str, Any]) -> None:

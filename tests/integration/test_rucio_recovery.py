@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from localplatform import idp
 from localplatform.base import state_dir
-from localplatform.hub import HubHandle, hub_log_text
+from localplatform.hub import HubHandle, hub_log_text, local_rucio_instance
 
 from tests.support.hubclient import api, login, running_hub, spawn, stop
 from tests.support.kube import user_pods, wait_no_pods
@@ -80,22 +80,35 @@ def test_session_recovers_quickly_after_an_idp_outage_longer_than_a_token(hub: H
         wait_no_pods(info, "bob")
 
 
-def test_server_without_a_valid_account_is_not_retried(hub: HubHandle, info: dict[str, Any]) -> None:
-    """dave.smith gets no valid Rucio account from the default template: the server is parked once,
+@pytest.fixture(scope="module")
+def claim_only_hub(info: dict[str, Any]) -> Iterator[HubHandle]:
+    """The same, with an instance that takes the account from the IdP's claim only (no template)."""
+    instance = local_rucio_instance(info, account_template=None, account_transforms=[])
+    patch = {
+        "iam": {"refresh_age_seconds": 5, "refresh_margin_seconds": 20},
+        "rucio": {"instances": [instance], "refresh_margin_seconds": 15, "check_interval_seconds": CHECK_INTERVAL},
+    }
+    with running_hub(state_dir(), info, "rucio-claim-only", settings_patch=patch, access_token_ttl=TTL) as handle:
+        yield handle
+
+
+def test_server_without_a_valid_account_is_not_retried(claim_only_hub: HubHandle, info: dict[str, Any]) -> None:
+    """erin.jones has no account claim, and the instance has no other route: the server is parked once,
     with the reason in the log, and its user's tokens are not refreshed by rotations."""
+    hub = claim_only_hub
     seen = len(hub_log_text(hub))  # the log file outlives a run: read only what this test adds
-    login(hub, info, "dave.smith", "dave-password")
-    assert spawn(hub, "dave.smith", {"profile": "base"}).status_code in (201, 202)
-    (pod,) = user_pods(info, "dave.smith")
+    login(hub, info, "erin.jones", "erin-password")
+    assert spawn(hub, "erin.jones", {"profile": "base"}).status_code in (201, 202)
+    (pod,) = user_pods(info, "erin.jones")
     key = pod["metadata"]["name"]
     try:
         time.sleep(4 * CHECK_INTERVAL)
         lines = [line for line in hub_log_text(hub)[seen:].splitlines() if key in line]
         parked = [line for line in lines if "are no longer rotated" in line]
         assert len(parked) == 1, lines
-        assert "not a valid Rucio account name" in parked[0]
+        assert "no (string) 'rucio_account' claim" in parked[0]
         assert not [line for line in lines if "rotation for" in line and "failed" in line], lines
-        assert api(hub, "GET", "/users/dave.smith").json()["servers"][""]["ready"] is True
+        assert api(hub, "GET", "/users/erin.jones").json()["servers"][""]["ready"] is True
     finally:
-        stop(hub, "dave.smith")
-        wait_no_pods(info, "dave.smith")
+        stop(hub, "erin.jones")
+        wait_no_pods(info, "erin.jones")
