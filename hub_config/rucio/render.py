@@ -142,16 +142,11 @@ def render_unavailable_cfg(instance: RucioInstance, *, explanation: str) -> str:
         ("auth_type", one_line(explanation, limit=600)),
         ("vo", instance.vo),
     ]
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.add_section("client")
-    for key, value in options:
-        if value is not None:
-            parser.set("client", key, _check_value(f"{instance.name}.{key}", value).replace("%", "%%"))
-    out = io.StringIO()
-    out.write(f"# Rucio instance {instance.name!r} is unavailable in this session, written by datalake-hub.\n")
-    out.write("# This stand-in makes rucio commands say why (auth_type); see status.txt next to it.\n")
-    parser.write(out)
-    return out.getvalue().rstrip("\n") + "\n"
+    header = (
+        f"# Rucio instance {instance.name!r} is unavailable in this session, written by datalake-hub.\n"
+        "# This stand-in makes rucio commands say why (auth_type); see status.txt next to it.\n"
+    )
+    return _client_ini(instance.name, options, header)
 
 
 def render_status_note(lines: Sequence[str]) -> str:
@@ -200,14 +195,22 @@ def render_rucio_cfg(instance: RucioInstance, *, account: str, token_path: str, 
         ("request_retries", str(instance.request_retries)),
         ("vo", instance.vo),
     ]
+    header = (
+        f"# Rucio client configuration for {instance.name!r}, written by datalake-hub. Do not edit:\n"
+        "# the hub rewrites this file and the token next to it while the server runs.\n"
+    )
+    return _client_ini(instance.name, options, header)
+
+
+def _client_ini(instance: str, options: Sequence[tuple[str, str | None]], header: str) -> str:
+    """A ``[client]`` section of ``options`` (None: left out), every value checked by :func:`_check_value`."""
     parser = configparser.ConfigParser(interpolation=None)
     parser.add_section("client")
     for key, value in options:
         if value is not None:
-            parser.set("client", key, _check_value(f"{instance.name}.{key}", value).replace("%", "%%"))
+            parser.set("client", key, _check_value(f"{instance}.{key}", value).replace("%", "%%"))
     out = io.StringIO()
-    out.write(f"# Rucio client configuration for {instance.name!r}, written by datalake-hub. Do not edit:\n")
-    out.write("# the hub rewrites this file and the token next to it while the server runs.\n")
+    out.write(header)
     parser.write(out)
     return out.getvalue().rstrip("\n") + "\n"
 

@@ -13,7 +13,6 @@ One hub, three instances on the same Rucio server, one per set of routes:
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterator
@@ -21,11 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-import requests
 from localplatform.base import state_dir
 from localplatform.hub import HubHandle
 
-from tests.support.hubclient import api, login, running_hub, stop
+from tests.support.hubclient import api, login, progress_messages, running_hub, stop
 from tests.support.kube import get_json, user_pods, wait_no_pods
 from tests.support.podexec import pod_exec
 
@@ -71,19 +69,6 @@ def hub(info: dict[str, Any]) -> Iterator[HubHandle]:
         yield handle
 
 
-def _progress(hub: HubHandle, user: str) -> list[str]:
-    messages: list[str] = []
-    url = f"{hub.api_url}/users/{user}/server/progress"
-    with requests.get(url, headers={"Authorization": f"token {hub.service_token}"}, stream=True, timeout=180) as resp:
-        for line in resp.iter_lines(decode_unicode=True):
-            if line and line.startswith("data:"):
-                event = json.loads(line[5:])
-                messages.append(event.get("message", ""))
-                if event.get("ready") or event.get("failed"):
-                    break
-    return messages
-
-
 def _start(hub: HubHandle, info: dict[str, Any], user: str, password: str) -> tuple[dict[str, Any], list[str]]:
     """Sign ``user`` in, spawn `base` while following the progress; return the pod and the messages."""
     _, page = login(hub, info, user, password)
@@ -91,7 +76,7 @@ def _start(hub: HubHandle, info: dict[str, Any], user: str, password: str) -> tu
     with ThreadPoolExecutor(max_workers=1) as pool:
         request = pool.submit(api, hub, "POST", f"/users/{user}/server", json={"profile": "base"})
         time.sleep(0.5)
-        messages = _progress(hub, user)
+        messages = progress_messages(hub, user)
         assert request.result().status_code in (201, 202)
     deadline = time.monotonic() + 60
     while not api(hub, "GET", f"/users/{user}").json()["servers"].get("", {}).get("ready"):

@@ -22,7 +22,7 @@ from localplatform.base import state_dir
 from localplatform.controlplane import kubectl
 from localplatform.hub import HubHandle, hub_log_text
 
-from tests.support.hubclient import api, login, running_hub, spawn, stop
+from tests.support.hubclient import api, login, progress_messages, running_hub, spawn, stop
 from tests.support.kube import get_json, user_pods, wait_no_pods
 from tests.support.podexec import pod_env, pod_exec, pod_pid
 
@@ -158,25 +158,12 @@ def test_stop_removes_the_secret(hub: HubHandle, info: dict[str, Any], alice_ser
     assert f"secret/{name}" not in out
 
 
-def _progress_messages(hub: HubHandle, user: str) -> list[str]:
-    messages: list[str] = []
-    url = f"{hub.api_url}/users/{user}/server/progress"
-    with requests.get(url, headers={"Authorization": f"token {hub.service_token}"}, stream=True, timeout=120) as resp:
-        for line in resp.iter_lines(decode_unicode=True):
-            if line and line.startswith("data:"):
-                event = json.loads(line[5:])
-                messages.append(event.get("message", ""))
-                if event.get("ready") or event.get("failed"):
-                    break
-    return messages
-
-
 def _spawn_following_progress(hub: HubHandle, user: str) -> list[str]:
     """Spawn like the spawn page does: follow the progress while the spawn request is still in flight."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         request = pool.submit(api, hub, "POST", f"/users/{user}/server", json={"profile": "base"})
         time.sleep(0.5)
-        messages = _progress_messages(hub, user)
+        messages = progress_messages(hub, user)
         assert request.result().status_code in (201, 202)
     return messages
 

@@ -11,7 +11,7 @@ import requests
 from localplatform.hub import HubHandle, start_hub, stop_hub
 from localplatform.idp import login_via_http
 
-__all__ = ["api", "login", "running_hub", "spawn", "stop"]
+__all__ = ["api", "login", "progress_messages", "running_hub", "spawn", "stop"]
 
 
 def login(
@@ -70,3 +70,20 @@ def stop(hub: HubHandle, name: str, timeout: float = 60) -> None:
             return
         time.sleep(0.5)
     raise AssertionError(f"server of {name} did not stop within {timeout}s")
+
+
+def progress_messages(hub: HubHandle, user: str, timeout: float = 180) -> list[str]:
+    """The messages of ``user``'s spawn progress stream, as the spawn page shows them, until ready or failed."""
+    import json
+
+    messages: list[str] = []
+    url = f"{hub.api_url}/users/{user}/server/progress"
+    headers = {"Authorization": f"token {hub.service_token}"}
+    with requests.get(url, headers=headers, stream=True, timeout=timeout) as resp:
+        for line in resp.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                event = json.loads(line[5:])
+                messages.append(event.get("message", ""))
+                if event.get("ready") or event.get("failed"):
+                    break
+    return messages
