@@ -83,10 +83,16 @@ def _hub_restarts_after_a_settings_edit(state: Path, url: str, out_file: Path) -
     settings = state / "hubs" / "dev" / "settings.yaml"
     settings.write_text(settings.read_text().replace("datalake-hub (local)", "datalake-hub (edited)", 1))
     deadline = time.monotonic() + RESTART_TIMEOUT
-    while not (pidfile.exists() and pidfile.read_text() != before and _answers(url)):
+    # `make dev` says "the hub is back" once resume_hub returns, which can be a moment after the new
+    # hub already answers: wait for all three, or this races the supervisor's print.
+    while not (
+        pidfile.exists()
+        and pidfile.read_text() != before
+        and _answers(url)
+        and "the hub is back" in out_file.read_text()
+    ):
         assert time.monotonic() < deadline, f"the hub did not come back:\n{out_file.read_text()[-3000:]}"
         time.sleep(1)
-    assert "the hub is back" in out_file.read_text()
 
 
 def test_make_dev_down_ends_make_dev_with_no_children_left(subreaper: None) -> None:
