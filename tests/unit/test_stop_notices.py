@@ -41,7 +41,7 @@ def test_page_template_shows_the_notice_escaped(reference_settings: Settings) ->
     """Every hub page renders the user's notice, as text (the template variable is called per user)."""
     c = Config()
     apply_pages(c, reference_settings)
-    variable = c.JupyterHub.template_vars["datalake_stop_notice"]
+    variable = c.JupyterHub.template_vars.get_value({})["datalake_stop_notice"]
     stop_notices.record("ann", "Your server <b>was</b> stopped")
     try:
         value = variable(SimpleNamespace(name="ann"))
