@@ -187,9 +187,7 @@ def _profiles(d: Path, profiles_src: Path | None, copy_profiles: bool) -> Path:
     return profiles_dir
 
 
-def _write_run(
-    d: Path, info: dict[str, Any], public_url: str, cull: dict[str, Any] | None = None
-) -> tuple[Path, str]:
+def _write_run(d: Path, info: dict[str, Any], public_url: str, cull: dict[str, Any] | None = None) -> tuple[Path, str]:
     """What ``hub_local_config`` needs that the chart would not give (ports, the proxy's API and
     token, pid file, the idle culler as z2jh's ``cull`` values make it); 0600, as it holds the
     admin service token. Returns the file and that token."""

@@ -90,7 +90,14 @@ def test_server_past_its_runtime_is_stopped_with_a_notice(hub: HubHandle, info: 
     # Time passing is the one thing not real here: 4 h become 0.005 h (18 s) where the hub reads them.
     ns = info["controlplane"]["namespace"]
     kubectl(
-        info["controlplane"]["kubeconfig"], "annotate", "--overwrite", "-n", ns, "pod", name, f"{RUNTIME_ANNOTATION}=0.005"
+        info["controlplane"]["kubeconfig"],
+        "annotate",
+        "--overwrite",
+        "-n",
+        ns,
+        "pod",
+        name,
+        f"{RUNTIME_ANNOTATION}=0.005",
     )
     _wait("bob's server stopped", lambda: not _has_server(hub, "bob"), 120, hub)
     wait_no_pods(info, "bob")
