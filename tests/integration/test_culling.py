@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from localplatform.base import state_dir
 from localplatform.controlplane import kubectl
-from localplatform.hub import HubHandle, hub_log_text
+from localplatform.hub import HubHandle, resume_hub, stop_hub
 
 from tests.support.hubclient import api, login, running_hub, spawn
 from tests.support.kube import get_json, user_pods, wait_no_pods
@@ -38,10 +38,23 @@ def info(platform_factory: Any) -> dict[str, Any]:
     return platform_factory()
 
 
+LOG_START: dict[str, int] = {}
+"""Where this module's hub began writing in its log (the file is appended to across runs)."""
+
+
 @pytest.fixture(scope="module")
 def hub(info: dict[str, Any]) -> Iterator[HubHandle]:
+    log = state_dir() / "logs" / "hub-cull.log"
+    LOG_START["cull"] = log.stat().st_size if log.exists() else 0
     with running_hub(state_dir(), info, "cull", cull=CULL) as handle:
         yield handle
+
+
+def _log(hub: HubHandle) -> str:
+    """The hub's log since this module started it."""
+    with hub.log.open("rb") as f:
+        f.seek(LOG_START.get(hub.name, 0))
+        return f.read().decode(errors="replace")
 
 
 def _secrets_of(info: dict[str, Any], pod_name: str) -> list[str]:
@@ -73,7 +86,7 @@ def test_idle_server_is_culled_and_its_rucio_secret_removed(hub: HubHandle, info
     _wait("alice's server culled", lambda: not _has_server(hub, "alice"), 120, hub)
     wait_no_pods(info, "alice")
     _wait("alice's Rucio Secret deleted", lambda: not _secrets_of(info, name), 30, hub)
-    text = hub_log_text(hub)
+    text = _log(hub)
     assert "Culling server alice (inactive for" in text, "the culler, not something else, stopped it"
     assert "maximum runtime" not in text.split("Culling server alice", 1)[1].split("\n", 1)[0]
 
@@ -103,7 +116,7 @@ def test_server_past_its_runtime_is_stopped_with_a_notice(hub: HubHandle, info: 
     wait_no_pods(info, "bob")
     _wait("bob's Rucio Secret deleted", lambda: not _secrets_of(info, name), 30, hub)
 
-    text = hub_log_text(hub)
+    text = _log(hub)
     assert "Culling server bob" not in text, "an admin is not culled with adminUsers: false"
     (line,) = [ln for ln in text.splitlines() if "Stopping bob (maximum runtime reached)" in ln]
     assert "[W " in line, "a WARNING admins see"
@@ -122,3 +135,31 @@ def test_server_past_its_runtime_is_stopped_with_a_notice(hub: HubHandle, info: 
     assert 'id="datalake-stop-notice"' not in session.get(f"{hub.url}hub/home", timeout=30).text, "gone on restart"
     api(hub, "DELETE", "/users/bob/server")
     _wait("bob's second server stopped", lambda: not _has_server(hub, "bob"), 60, hub)
+
+
+def test_runtime_limit_holds_across_a_hub_restart(hub: HubHandle, info: dict[str, Any]) -> None:
+    """The limit lives on the pod: a server that outlived it while the hub was down is stopped when the hub is back."""
+    session, _ = login(hub, info, "bob", "bob-password")
+    assert spawn(hub, "bob", {"profile": "base", "runtime_hours": "4"}).status_code in (201, 202)
+    (pod,) = user_pods(info, "bob")
+    name = pod["metadata"]["name"]
+    stop_hub(state_dir(), hub.name, keep_proxy=True)
+    ns = info["controlplane"]["namespace"]
+    kubectl(
+        info["controlplane"]["kubeconfig"],
+        "annotate",
+        "--overwrite",
+        "-n",
+        ns,
+        "pod",
+        name,
+        f"{RUNTIME_ANNOTATION}=0.001",
+    )
+    resume_hub(state_dir(), hub.name)
+    _wait("bob's server stopped after the restart", lambda: not _has_server(hub, "bob"), 90, hub)
+    wait_no_pods(info, "bob")
+    _wait("bob's Rucio Secret deleted", lambda: not _secrets_of(info, name), 30, hub)
+    text = _log(hub)  # appended to across the restart
+    restarted = text.rsplit("Running JupyterHub version", 1)[1]
+    assert "Stopping bob (maximum runtime reached)" in restarted, "stopped by the hub that came back"
+    assert "maximum runtime of 0.001 hours" in session.get(f"{hub.url}hub/home", timeout=30).text
