@@ -4,6 +4,10 @@ Scenarios (``SCENARIOS=render,logins,storm,memory,rotation``; all by default) an
 the environment so a quick run is one line, e.g. ``make bench SCENARIOS=render,logins``. Results
 go to ``benchmarks/results/<scenario>.json`` and ``summary.png``; the platform this run started
 (state in ``$DATALAKE_BENCH_STATE``) is always brought down at the end, also on failure.
+
+A round in which a spawn, login or rotation failed makes the run exit 1 with the failures on
+stderr: its figures would measure a broken hub. The summary prints this run's figures only;
+scenarios not run are listed with the date of the figures in ``results/`` (the chart marks them).
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ def main() -> int:
     # A TERM (e.g. from `timeout`) must still bring the platform down: make it an exception.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = _Results()
+    problems: list[str] = []
     meta = report.machine()
     if "render" in wanted:
         from .scenarios.render import render
@@ -72,19 +77,60 @@ def main() -> int:
     if set(wanted) & {"logins", "storm", "memory", "rotation"}:
         root = stack.state()
         try:
-            _platform_scenarios(root, wanted, results, meta)
+            _platform_scenarios(root, wanted, results, meta, problems)
         finally:
             log.info("bringing the benchmark platform down")
             stack.tear_down(root)
     everything = report.load_all()
-    png = report.chart(everything)
-    _print_summary(everything)
+    png = report.chart(everything, current=set(results))
+    _print_summary(dict(results))
+    _print_older(everything, set(results))
     if png:
         print(f"\nchart: {png}")
+    problems += failures(results)
+    if problems:
+        print(
+            "\n*** BENCHMARK RUN FAILED: these rounds did not complete; their figures are not valid ***",
+            file=sys.stderr,
+        )
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
     return 0
 
 
-def _platform_scenarios(root: Any, wanted: list[str], results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> None:
+def failures(results: dict[str, dict[str, Any]]) -> list[str]:
+    """What went wrong in this run's rounds: spawns not ready, failed logins, failed rotations."""
+    out: list[str] = []
+    for size, r in results.get("storm", {}).get("rounds", {}).items():
+        for kind in ("ours", "baseline"):
+            run = r.get(kind)
+            if run and (run["failures"] or run["ready"] < run["users"]):
+                out.append(
+                    f"storm {size}, {kind}: {run['ready']} of {run['users']} servers ready; failures {run['failures']}"
+                )
+    for kind, r in results.get("logins", {}).items():
+        if isinstance(r, dict) and "logins_per_s" in r and (r["failures"] or not r["logins"]):
+            out.append(f"logins, {kind}: {r['logins']} logins, failures {r['failures']}")
+    rotation = results.get("rotation", {})
+    if rotation.get("rotation_failures"):
+        out.append(f"rotation: failures {rotation['rotation_failures']}")
+    return out
+
+
+def _print_older(everything: dict[str, dict[str, Any]], current: set[str]) -> None:
+    """Scenarios this run did not measure: where their (older) figures are, and from when."""
+    for name in sorted(set(everything) - current):
+        meta = everything[name].get("machine", {})
+        print(
+            f"not run now: {name} — results/{name}.json holds figures from {meta.get('date', 'an unknown date')}"
+            f" (commit {meta.get('commit', '?')}), not shown"
+        )
+
+
+def _platform_scenarios(
+    root: Any, wanted: list[str], results: dict[str, dict[str, Any]], meta: dict[str, Any], problems: list[str]
+) -> None:
     sizes = _sizes()
     rot_sessions = _env_int("BENCH_ROTATION_SESSIONS", 1000)
     storm_users = max([*sizes, _env_int("BENCH_LOGIN_USERS", 64)])
@@ -120,7 +166,7 @@ def _platform_scenarios(root: Any, wanted: list[str], results: dict[str, dict[st
                 ),
             }
         if set(wanted) & {"storm", "memory"}:
-            _storms(root, info, hubs, apis, creds, sizes, wanted, results, meta)
+            _storms(root, info, hubs, apis, creds, sizes, wanted, results, meta, problems)
         for kind in hubs:
             stack.stop_bench_hub(root, kind)
     if "rotation" in wanted:
@@ -152,6 +198,7 @@ def _storms(
     wanted: list[str],
     results: dict[str, dict[str, Any]],
     meta: dict[str, Any],
+    problems: list[str],
 ) -> None:
     from .scenarios.logins import login_users
     from .scenarios.memory import hub_memory
@@ -162,6 +209,8 @@ def _storms(
     for kind, hub in hubs.items():  # our hub provisions Rucio from the user's tokens: users log in first
         failed = login_users(hub.url, ca, creds[: max(sizes)])
         log.info("%s: %d users logged in (%d failed)", kind, max(sizes) - failed, failed)
+        if failed:
+            problems.append(f"storm set-up, {kind}: {failed} of {max(sizes)} users could not log in")
     print(RESPONDER_NOTE)
     options = {"ours": {"profile": "bench"}, "baseline": {}}
     prefixes = {"ours": "jupyter-", "baseline": "baseline-"}
@@ -209,7 +258,10 @@ def _mark(ok: bool | None) -> str:
 
 
 def _print_summary(results: dict[str, dict[str, Any]]) -> None:
-    print("\n=== datalake-hub benchmarks (ours vs plain baseline, same run) ===")
+    date = next((r["machine"]["date"] for r in results.values() if "machine" in r), None)
+    print(f"\n=== datalake-hub benchmarks (ours vs plain baseline, this run{f', {date}' if date else ''}) ===")
+    if not results:
+        print("no scenario produced figures in this run")
     if "storm" in results:
         print(results["storm"]["note"])
         for size, r in results["storm"]["rounds"].items():

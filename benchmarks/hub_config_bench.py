@@ -11,9 +11,9 @@
   z2jh deployment for ESCAPE IAM would configure. Same scopes and ``prompt=consent`` as ours, so
   the IdP does the same work for both and any difference is the hub's.
 
-Then, for both: the pod command is the minimal responder (``benchmarks/responder.py``; 200 real
-notebook servers do not fit in 2 cores) and the same generous timeouts, so a storm measures the
-hub and the control plane, not a timeout.
+Then, for both: the pod command is the minimal responder (``benchmarks/responder.py``, its source
+passed with ``python3 -c``; 200 real notebook servers do not fit in 2 cores) and the same generous
+timeouts, so a storm measures the hub and the control plane, not a timeout.
 """
 
 import json
@@ -64,7 +64,11 @@ if KIND != "ours":
         c.KubeSpawner.profile_list = json.loads(Path(profile_list).read_text())
 
 python = os.environ.get("DATALAKE_BENCH_PYTHON", "python3")
+# The responder travels in the pod's command (`python3 -c <source>`), not as a path into the
+# checkout: pods see the node's filesystem through their own mount namespace, where /tmp (and so a
+# clone under /tmp) is private, as it would be on a real node that has no checkout at all.
+responder = Path(os.environ["DATALAKE_BENCH_RESPONDER"]).read_text()
 for cls in ("KubeSpawner", "DatalakeSpawner"):
-    c[cls].cmd = [python, os.environ["DATALAKE_BENCH_RESPONDER"]]
+    c[cls].cmd = [python, "-c", responder]
     c[cls].start_timeout = 300
     c[cls].http_timeout = 300

@@ -59,8 +59,9 @@ Panel = tuple[str, list[str], list[float | None], list[float | None], str]
 """One bar chart: title, bar labels, our values, the baseline's (None: no baseline), x-axis label."""
 
 
-def _panels(results: dict[str, dict[str, Any]]) -> list[Panel]:
-    """One panel per scenario that has results, in a fixed order."""
+def _panels(results: dict[str, dict[str, Any]], current: set[str] | None = None) -> list[Panel]:
+    """One panel per scenario that has results, in a fixed order; titles of scenarios not in
+    ``current`` (figures from an earlier run) say from when."""
     panels: list[Panel] = []
     storm = results.get("storm", {}).get("rounds", {})
     if storm:
@@ -119,11 +120,21 @@ def _panels(results: dict[str, dict[str, Any]]) -> list[Panel]:
                 "",
             )
         )
-    return panels
+    if current is None:
+        return panels
+    present = {"storm": bool(results.get("storm", {}).get("rounds"))}
+    order = [n for n in ("storm", "memory", "render", "logins", "rotation") if present.get(n, bool(results.get(n)))]
+    out: list[Panel] = []
+    for name, (title, *rest) in zip(order, panels, strict=True):
+        if name not in current:
+            title = f"{title}\n(older run: {results[name].get('machine', {}).get('date', '?')})"
+        out.append((title, *rest))  # type: ignore[arg-type]
+    return out
 
 
-def chart(results: dict[str, dict[str, Any]]) -> Path | None:
-    """``results/summary.png``: ours vs baseline per scenario (None without matplotlib)."""
+def chart(results: dict[str, dict[str, Any]], current: set[str] | None = None) -> Path | None:
+    """``results/summary.png``: ours vs baseline per scenario (None without matplotlib); panels
+    from scenarios not in ``current`` are marked with their run's date."""
     try:
         import matplotlib
 
@@ -131,7 +142,7 @@ def chart(results: dict[str, dict[str, Any]]) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    panels = _panels(results)
+    panels = _panels(results, current)
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))

@@ -6,6 +6,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from . import stop_notices
 from .settings.model import Settings
 
 __all__ = ["TEMPLATES", "apply_pages"]
@@ -15,7 +16,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 
 def apply_pages(c: Any, settings: Settings) -> None:
-    """Site name and announcement banner on every page; our templates ahead of JupyterHub's.
+    """Site name, announcement banner and the user's stop notice on every page; our templates ahead of JupyterHub's.
 
     `update`/`prepend` merge with what other config files set (traitlets' lazy values).
     """
@@ -26,6 +27,8 @@ def apply_pages(c: Any, settings: Settings) -> None:
             # JupyterHub's page template renders `announcement` unescaped; settings hold plain text.
             "announcement": html.escape(announcement.text) if announcement else None,
             "announcement_level": announcement.level if announcement else None,
+            # Called per page with the signed-in user: why the hub stopped their server, if it did.
+            "datalake_stop_notice": stop_notices.notice_for,
         }
     )
     if TEMPLATES.is_dir():

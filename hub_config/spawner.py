@@ -8,8 +8,10 @@
   :func:`hub_config.pod.build_pod_wiring`, which ``preview --pod`` shows) is attached after its
   overrides apply (profile-dependent pod changes cannot happen earlier: pre_spawn_hook runs
   before overrides);
-- the maximum runtime chosen on the spawn page is enforced in `poll()`, from the pod's annotation,
-  so it survives hub restarts; the server is stopped cleanly like any other stop.
+- the maximum runtime chosen on the spawn page is enforced in `poll()` (every ``poll_interval``
+  and when the hub starts), from the pod's annotation, so it survives hub restarts; the server is
+  stopped cleanly like any other stop (its Rucio Secret goes too), with a WARNING in the hub log
+  and a notice on the user's hub pages saying why (:mod:`hub_config.stop_notices`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import Any as AnyTrait
 
+from . import stop_notices
 from .errors import ChoiceError
 from .pod import base_environment, build_pod_wiring, security_contexts
 from .profiles.kubespawner import (
@@ -179,6 +182,7 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
             self.log.info("Refusing spawn of %s: %s", self.user.name, err)
             raise _refusal(status, str(err)) from None
         await super().load_user_options()
+        stop_notices.clear(self.user.name)  # a new start: the last stop's notice has been read
         profile = self._chosen_profile(entries)
         self._datalake_profile = profile
         rucio = self._rucio()
@@ -264,10 +268,26 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
         if status is None and rucio is not None:
             await rucio.resume()  # after a hub restart, servers started before it are rotated again
         if status is None and self.runtime_exceeded():
-            self.log.info("Stopping %s: its chosen maximum runtime has passed", self._log_name)
-            await self.stop(now=False)
+            await self._stop_for_runtime()
             return 0
         return status
+
+    async def _stop_for_runtime(self) -> None:
+        """Stop a server past its chosen runtime, once, saying why to the admins and the user."""
+        if getattr(self, "_datalake_runtime_stop", False):
+            return  # a poll during the stop: the first one is on it
+        self._datalake_runtime_stop = True
+        try:
+            now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+            hours = self._max_runtime_hours() or 0.0
+            started = self.orm_spawner.started if self.orm_spawner is not None else None
+            server = f"Your server '{self.name}'" if self.name else "Your server"
+            message = stop_notices.runtime_message(server, hours, started, now)
+            self.log.warning("Stopping %s (maximum runtime reached): %s", self._log_name, message)
+            stop_notices.record(self.user.name, message)
+            await self.stop(now=False)
+        finally:
+            self._datalake_runtime_stop = False
 
     async def progress(self) -> AsyncIterator[dict[str, Any]]:
         # Our messages (Rucio unavailable, ...) are known once the options are loaded; a user who

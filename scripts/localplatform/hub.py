@@ -31,6 +31,7 @@ import yaml
 
 from .base import REPO_ROOT, Proc, free_port, spawn, stop_pidfile, wait_http, write_json
 from .controlplane import kubectl
+from .cull import culler_service
 
 __all__ = [
     "HubHandle",
@@ -186,13 +187,16 @@ def _profiles(d: Path, profiles_src: Path | None, copy_profiles: bool) -> Path:
     return profiles_dir
 
 
-def _write_run(d: Path, info: dict[str, Any], public_url: str) -> tuple[Path, str]:
+def _write_run(d: Path, info: dict[str, Any], public_url: str, cull: dict[str, Any] | None = None) -> tuple[Path, str]:
     """What ``hub_local_config`` needs that the chart would not give (ports, the proxy's API and
-    token, pid file); 0600, as it holds the admin service token. Returns the file and that token."""
+    token, pid file, the idle culler as z2jh's ``cull`` values make it); 0600, as it holds the
+    admin service token. Returns the file and that token."""
     service_token = secrets.token_hex(32)
+    hub_bind_url = f"http://127.0.0.1:{free_port()}"
+    culler = culler_service(cull or {}, f"{hub_bind_url}/hub/api", sys.executable)
     run = {
         "public_url": public_url,
-        "hub_bind_url": f"http://127.0.0.1:{free_port()}",
+        "hub_bind_url": hub_bind_url,
         "proxy_api_url": f"http://127.0.0.1:{free_port()}",
         "db_url": f"sqlite:///{d / 'jupyterhub.sqlite'}",
         "cookie_secret_file": str(d / "cookie_secret"),
@@ -202,6 +206,7 @@ def _write_run(d: Path, info: dict[str, Any], public_url: str) -> tuple[Path, st
         "chp": info["idp"]["chp"],
         "namespace": info["controlplane"]["namespace"],
         "service_token": service_token,
+        "culler": {"service": culler[0], "role": culler[1]} if culler else None,
     }
     run_file = d / "run.json"
     write_json(run_file, run)
@@ -219,8 +224,13 @@ def start_hub(
     access_token_ttl: int | None = None,
     port: int | None = None,
     copy_profiles: bool = True,
+    cull: dict[str, Any] | None = None,
 ) -> HubHandle:
-    """Start a hub named ``name``; ``settings_patch`` is deep-merged over the local settings."""
+    """Start a hub named ``name``; ``settings_patch`` is deep-merged over the local settings.
+
+    ``cull`` is z2jh's ``cull:`` block (``timeout``, ``every``, ``adminUsers``, ...) over z2jh's
+    defaults: the idle culler runs beside the hub as it does in a cluster (:mod:`localplatform.cull`).
+    """
     d = state / "hubs" / name
     if d.exists():
         stop_hub(state, name)
@@ -240,7 +250,7 @@ def start_hub(
     settings_file = d / "settings.yaml"
     settings_file.write_text(yaml.safe_dump(settings, sort_keys=False))
     _ensure_home_claim(info)
-    run_file, service_token = _write_run(d, info, public_url)
+    run_file, service_token = _write_run(d, info, public_url, cull)
     env = {
         "DATALAKE_LOCAL_HUB": str(run_file),
         "DATALAKE_SETTINGS": str(settings_file),

@@ -38,6 +38,11 @@ c.JupyterHub.load_roles = [
         "scopes": ["admin:users", "admin:servers", "admin:groups", "read:hub", "access:servers", "admin:auth_state"],
     }
 ]
+# jupyterhub-idle-culler as a hub-managed service with its own role, as z2jh's `cull.*` values
+# make it (built by localplatform.cull; absent when `cull.enabled` is false).
+if run.get("culler"):
+    c.JupyterHub.services.append(run["culler"]["service"])
+    c.JupyterHub.load_roles.append(run["culler"]["role"])
 
 if os.environ.get("DATALAKE_LOCAL_HUB_STOCK") != "1":
     # Unset except for the benchmarks' stock-JupyterHub baseline, which reuses the plumbing above.

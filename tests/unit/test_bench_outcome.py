@@ -1,0 +1,51 @@
+"""`make bench` fails loudly on a failed round and prints only this run's figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from benchmarks.__main__ import _print_older, _print_summary, failures
+from benchmarks.report import _panels
+
+
+def _storm_round(ready: int, users: int, failed: dict[str, int]) -> dict[str, Any]:
+    spawn = {"users": users, "ready": ready, "failures": failed, "rejected_429": 0}
+    spawn["accepted_to_ready_s"] = {"median": 1.0, "p95": 2.0}
+    return spawn
+
+
+def test_a_failed_spawn_fails_the_run() -> None:
+    """Any spawn not ready, of ours or the baseline's, is named; a clean round is not."""
+    clean = {"ours": _storm_round(5, 5, {}), "baseline": _storm_round(5, 5, {})}
+    broken = {"ours": _storm_round(5, 5, {}), "baseline": _storm_round(0, 5, {"spawn-failed": 5})}
+    assert failures({"storm": {"rounds": {"5": clean}}}) == []
+    (problem,) = failures({"storm": {"rounds": {"5": clean, "10": broken}}})
+    assert problem == "storm 10, baseline: 0 of 5 servers ready; failures {'spawn-failed': 5}"
+    logins = {"clients": 8, "ours": {"logins": 0, "logins_per_s": 0.0, "failures": {"http:500": 3}}}
+    assert failures({"logins": logins}) == ["logins, ours: 0 logins, failures {'http:500': 3}"]
+    assert failures({"rotation": {"rotation_failures": {"TimeoutError": 1}}})
+
+
+def test_summary_shows_this_run_and_dates_the_rest(capsys: pytest.CaptureFixture[str]) -> None:
+    """Figures of scenarios not run now are not printed as current: their file and date are."""
+    this_run = {"rotation": {"machine": {"date": "2026-12-04T15:00Z"}, "sessions": 1}}
+    older = {"storm": {"machine": {"date": "2026-11-22T10:13Z", "commit": "8a43a62"}, "rounds": {}}}
+    _print_summary({})
+    _print_older({**older, **this_run}, set(this_run))
+    out = capsys.readouterr().out
+    assert "no scenario produced figures in this run" in out
+    assert "not run now: storm — results/storm.json holds figures from 2026-11-22T10:13Z (commit 8a43a62)" in out
+    assert "rotation" not in out.split("not run now", 1)[1]
+
+
+def test_chart_marks_older_panels() -> None:
+    """The PNG's panels from an earlier run carry that run's date."""
+    results = {
+        "logins": {"machine": {"date": "2026-11-01T00:00Z"}, "clients": 8, "ours": {"logins_per_s": 1.0}},
+        "render": {"machine": {"date": "now"}, "ours": {"median": 1.0}, "baseline": {"median": 1.0}},
+    }
+    results["logins"]["baseline"] = {"logins_per_s": 1.0}
+    titles = [p[0] for p in _panels(results, current={"render"})]
+    assert titles == ["Spawn form render, 50 profiles (ms)", "Logins per second\n(older run: 2026-11-01T00:00Z)"]
