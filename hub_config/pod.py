@@ -19,7 +19,7 @@ from .settings.model import Settings
 from .settings.spawner import startup_script_env
 from .storage import build_storage
 
-__all__ = ["PodWiring", "base_environment", "build_pod_wiring", "security_contexts"]
+__all__ = ["PodWiring", "base_environment", "build_pod_wiring", "merge_site_entries", "security_contexts"]
 
 
 @dataclass(frozen=True)
@@ -99,3 +99,28 @@ def build_pod_wiring(settings: Settings, profile: Profile, *, image: str, rucio_
         pod_security_context=pod_sc,
         container_security_context=container_sc,
     )
+
+
+def merge_site_entries(site: list[Any], ours: list[dict[str, Any]], key: str) -> tuple[list[Any], list[str]]:
+    """The site's own entries (z2jh's ``singleuser.storage.extraVolumes``, ``extraVolumeMounts``,
+    ``initContainers``, set on KubeSpawner before we run) followed by ours.
+
+    Ours replace a site entry with the same ``key`` (a volume's or container's ``name``, a mount's
+    ``mountPath``): two such entries would make Kubernetes refuse the pod, and the home, EOS and
+    Rucio wiring is what every profile promises. Returns the merged list and the keys replaced, so
+    the caller can say so once.
+    """
+    taken = {entry.get(key) for entry in ours}
+    kept, replaced = [], []
+    for entry in site:
+        value = entry.get(key) if isinstance(entry, dict) else getattr(entry, _snake(key), None)
+        if value in taken:
+            replaced.append(str(value))
+        else:
+            kept.append(entry)
+    return [*kept, *ours], replaced
+
+
+def _snake(key: str) -> str:
+    """``mountPath`` → ``mount_path``: the attribute of a kubernetes client model object."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)

@@ -32,7 +32,7 @@ from traitlets import Any as AnyTrait
 
 from . import stop_notices
 from .errors import ChoiceError
-from .pod import base_environment, build_pod_wiring, security_contexts
+from .pod import PodWiring, base_environment, build_pod_wiring, merge_site_entries, security_contexts
 from .profiles.kubespawner import (
     PROFILE_KEY,
     RUNTIME_KEY,
@@ -188,9 +188,7 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
         rucio = self._rucio()
         rucio_secret = rucio.secret_name if rucio is not None else None
         wiring = build_pod_wiring(self._settings(), profile, image=self.image, rucio_secret=rucio_secret)
-        self.volumes = list(wiring.volumes)
-        self.volume_mounts = list(wiring.volume_mounts)
-        self.init_containers = list(wiring.init_containers)
+        self._attach_site_and_wiring(wiring)
         environment: dict[str, Any] = dict(getattr(self, "environment", {}))  # the profile's env merged in
         self.environment = {**environment, **wiring.environment}
         self.pod_security_context = wiring.pod_security_context
@@ -199,6 +197,32 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
         if rucio is not None:
             for message in await rucio.start(profile):
                 self._datalake_events.append({"progress": 5, "message": message})
+
+    def _attach_site_and_wiring(self, wiring: PodWiring) -> None:
+        """The site's own volumes, mounts and init containers (z2jh's ``singleuser.storage.extra*``,
+        ``singleuser.initContainers``), then ours. The site's lists are remembered at the first spawn:
+        the same spawner object serves every later start of this server, whose traits by then hold
+        the previous start's merged lists."""
+        site = self.__dict__.get("_datalake_site_entries")
+        if site is None:
+            traits: dict[str, Any] = {n: getattr(self, n) for n in ("volumes", "volume_mounts", "init_containers")}
+            site = self.__dict__["_datalake_site_entries"] = (
+                list(traits["volumes"]),
+                list(traits["volume_mounts"]),
+                list(traits["init_containers"]),
+            )
+        replaced: list[str] = []
+        self.volumes, names = merge_site_entries(site[0], list(wiring.volumes), "name")
+        replaced += names
+        self.volume_mounts, paths = merge_site_entries(site[1], list(wiring.volume_mounts), "mountPath")
+        replaced += paths
+        self.init_containers, names = merge_site_entries(site[2], list(wiring.init_containers), "name")
+        replaced += names
+        if replaced:
+            self.log.warning(
+                "singleuser entries %s are replaced by datalake-hub's own of the same name or path",
+                sorted(set(replaced)),
+            )
 
     # --- Rucio: the server's credentials are ServerRucio's job; these are the calls into it ----
 

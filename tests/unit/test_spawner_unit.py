@@ -205,3 +205,36 @@ async def test_pod_env_names_the_startup_script(reference_settings: Settings) ->
     await spawner.load_user_options()
     env = {e.name: e.value for e in (await spawner.get_pod_manifest()).spec.containers[0].env}
     assert env.items() >= startup_script_env(reference_settings.spawner).items()
+
+
+async def test_site_volumes_from_z2jh_values_survive_and_are_not_doubled(reference_settings: Settings) -> None:
+    """z2jh turns `singleuser.storage.extraVolumes`/`extraVolumeMounts`/`initContainers` into
+    KubeSpawner traits: the pod keeps them beside ours, ours win a name clash, and a second start
+    of the same server does not list them twice."""
+    data = reference_settings.model_dump()
+    data["profiles"] = {"directory": str(ROOT / "profiles")}
+    settings = Settings.model_validate(data)
+    source = ProfileSource(settings)
+    source.load_initial()
+    c = Config()
+    apply_spawner(c, settings, source)
+    c.KubeSpawner.volumes = [
+        {"name": "site-cvmfs", "hostPath": {"path": "/cvmfs"}},
+        {"name": "home", "emptyDir": {}},  # clashes with ours
+    ]
+    c.KubeSpawner.volume_mounts = [{"name": "site-cvmfs", "mountPath": "/cvmfs", "readOnly": True}]
+    c.KubeSpawner.init_containers = [{"name": "site-init", "image": "busybox", "command": ["true"]}]
+    spawner = DatalakeSpawner(_mock=True, config=c)
+    spawner.user.groups = [SimpleNamespace(name="escape")]
+    for _ in range(2):
+        spawner.user_options = {"profile": "hep"}
+        await spawner.load_user_options()
+        spec = (await spawner.get_pod_manifest()).spec
+        names = [v.name for v in spec.volumes]
+        assert names.count("site-cvmfs") == 1
+        assert len(names) == len(set(names)), names
+        home = next(v for v in spec.volumes if v.name == "home")
+        assert home.empty_dir is None, "the site's clashing 'home' replaced datalake-hub's home"
+        mounts = [m.mount_path for m in spec.containers[0].volume_mounts]
+        assert mounts.count("/cvmfs") == 1
+        assert [i.name for i in spec.init_containers or []].count("site-init") == 1
