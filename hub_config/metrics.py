@@ -29,6 +29,7 @@ __all__ = [
     "GRANTS",
     "METRICS",
     "PREFIX",
+    "RELOAD_OUTCOMES",
     "ROTATION_OUTCOMES",
     "SECRET_OPERATIONS",
     "SECRET_OUTCOMES",
@@ -119,6 +120,20 @@ class Metrics:
             ["phase"],
             registry=registry,
         )
+        # Every fixed label combination exists from the start, at 0: `increase()` and `rate()` then
+        # see the first event, and the dashboard shows zeros rather than "no data".
+        for grant in GRANTS:
+            for outcome in TOKEN_OUTCOMES:
+                self.token_requests.labels(grant=grant, outcome=outcome)
+        for outcome in ROTATION_OUTCOMES:
+            self.rotations.labels(outcome=outcome)
+        for operation in SECRET_OPERATIONS:
+            for outcome in SECRET_OUTCOMES:
+                self.secret_writes.labels(operation=operation, outcome=outcome)
+        for outcome in RELOAD_OUTCOMES:
+            self.profile_reloads.labels(outcome=outcome)
+        for phase in SPAWN_PHASES:
+            self.spawn_failures.labels(phase=phase)
         self._rotator: Callable[[], _RotatorView | None] = lambda: None
         self._profiles: Callable[[], _ProfilesView | None] = lambda: None
         self._running: dict[str, str] = {}
@@ -194,25 +209,25 @@ class Metrics:
             stale.add_metric([reason], counts.get(reason, 0))
         yield stale
 
-        source = self._profiles()
-        if source is None:
-            return
+        source = self._profiles()  # None before the hub loads its profiles: zeros
         yield GaugeMetricFamily(
             f"{PREFIX}profile_generation",
             "Generation of the profile set in force (1 at start, +1 per accepted edit).",
-            value=source.generation,
+            value=source.generation if source is not None else 0,
         )
-        yield GaugeMetricFamily(f"{PREFIX}profiles", "Profiles in the set in force.", value=len(source.slugs()))
+        yield GaugeMetricFamily(
+            f"{PREFIX}profiles", "Profiles in the set in force.", value=len(source.slugs()) if source else 0
+        )
         yield GaugeMetricFamily(
             f"{PREFIX}profile_loaded_timestamp_seconds",
             "When the profile set in force was loaded (Unix time).",
-            value=source.loaded_at or 0.0,
+            value=(source.loaded_at if source is not None else None) or 0.0,
         )
         yield GaugeMetricFamily(
             f"{PREFIX}profile_last_refused_timestamp_seconds",
             "When the last profile edit was refused (Unix time; 0: none since the hub started). "
             "Later than the loaded timestamp: the edit in the files is not in force.",
-            value=source.refused_at or 0.0,
+            value=(source.refused_at if source is not None else None) or 0.0,
         )
 
 
