@@ -74,7 +74,7 @@ CHART_VALUES_KEYS: dict[str, dict[str, Any]] = {
     "monitoring": {
         "type": "object",
         "description": "Optional objects for a site's Prometheus Operator and Grafana: the alert rules and the "
-        "dashboard for datalake-hub's metrics on `/hub/metrics` (docs/operator.md, \"Metrics and alerts\").",
+        'dashboard for datalake-hub\'s metrics on `/hub/metrics` (docs/operator.md, "Metrics and alerts").',
         "additionalProperties": False,
         "properties": {
             "prometheusRule": {
@@ -100,7 +100,7 @@ CHART_VALUES_KEYS: dict[str, dict[str, Any]] = {
                     "enabled": {"type": "boolean", "description": "Render the ConfigMap.", "default": False},
                     "labels": {
                         "type": "object",
-                        "description": "Labels the sidecar selects on (its default: `grafana_dashboard: \"1\"`).",
+                        "description": 'Labels the sidecar selects on (its default: `grafana_dashboard: "1"`).',
                         "additionalProperties": {"type": "string"},
                         "default": {"grafana_dashboard": "1"},
                     },

@@ -181,15 +181,21 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
             self.__dict__["_datalake_slug"] = slug
         return slug
 
-    async def start(self) -> Any:
-        self.__dict__.pop("_datalake_slug", None)
-        try:
-            url = await super().start()
-        except Exception:
+    def start(self) -> Any:
+        """KubeSpawner's start (a future it keeps for `progress()`, so it stays synchronous), counted."""
+        profile: Profile | None = getattr(self, "_datalake_profile", None)
+        if profile is not None:
+            self.__dict__["_datalake_slug"] = profile.slug  # chosen by load_user_options for this spawn
+        future = super().start()
+        future.add_done_callback(self._start_done)
+        return future
+
+    def _start_done(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
             METRICS.spawn_failed("pod")
-            raise
-        METRICS.server_running(self._metrics_key, await self._profile_slug())
-        return url
+            return
+        slug = self.__dict__.get("_datalake_slug") or str((self.user_options or {}).get("profile") or "unknown")
+        METRICS.server_running(self._metrics_key, slug)
 
     async def _load_user_options(self) -> None:
         entries = await self.datalake_profile_list()
