@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +62,168 @@ def _stat(title: str, unit: str, description: str, query: Dataquery) -> Stat:
     )
 
 
+def _now() -> list[Any]:
+    """The "Now" row's panels."""
+    return [
+        _stat(
+            "Servers without a fresh token",
+            "none",
+            "Running servers whose Rucio token expired while rotation retries, or whose rotation stopped "
+            "until the user signs in again (alert: DatalakeHubServersWithoutFreshToken).",
+            _q(f"sum({_sel('datalake_hub_servers_without_fresh_token')})", "servers"),
+        ),
+        _stat(
+            "Running servers",
+            "none",
+            "Servers running now, all profiles.",
+            _q(f"sum({_sel('datalake_hub_running_servers')})", "servers"),
+        ),
+        _stat(
+            "Profile generation",
+            "none",
+            "Generation of the profile set in force: +1 per accepted edit.",
+            _q(f"max({_sel('datalake_hub_profile_generation')})", "generation"),
+        ),
+        _stat(
+            "Profile edit refused",
+            "none",
+            "1 while the last profile edit was refused and not yet superseded by a good one "
+            "(alert: DatalakeHubProfileEditRefused; problems on /hub/datalake/profiles).",
+            _q(
+                f"max({_sel('datalake_hub_profile_last_refused_timestamp_seconds')} "
+                f"> bool {_sel('datalake_hub_profile_loaded_timestamp_seconds')})",
+                "refused",
+            ),
+        ),
+    ]
+
+
+def _tokens() -> list[Any]:
+    """The "Tokens" row's panels."""
+    rate = "[$__rate_interval]"
+    return [
+        _series(
+            "Token requests to the IdP",
+            "reqps",
+            "Exchanges (Rucio audience) and refreshes (login tokens) per second, by outcome.",
+            _q(
+                f"sum by (grant, outcome) (rate({_sel('datalake_hub_token_request_duration_seconds_count')}{rate}))",
+                "{{grant}} {{outcome}}",
+            ),
+        ),
+        _series(
+            "Token request latency (p95)",
+            "s",
+            "95th percentile of token request duration at the IdP, by grant.",
+            _q(
+                "histogram_quantile(0.95, sum by (grant, le) "
+                f"(rate({_sel('datalake_hub_token_request_duration_seconds_bucket')}{rate})))",
+                "{{grant}}",
+            ),
+        ),
+        _series(
+            "Token exchange error ratio",
+            "percentunit",
+            "Share of token exchanges that failed (alert: DatalakeHubTokenExchangeErrors above 10 %).",
+            _q(
+                "sum(rate("
+                + _sel("datalake_hub_token_request_duration_seconds_count", 'grant="token_exchange",outcome!="success"')
+                + f"{rate})) / sum(rate("
+                + _sel("datalake_hub_token_request_duration_seconds_count", 'grant="token_exchange"')
+                + f"{rate}))",
+                "failed",
+            ),
+            width=24,
+        ),
+    ]
+
+
+def _rotation() -> list[Any]:
+    """The "Rotation" row's panels."""
+    rate = "[$__rate_interval]"
+    return [
+        _series(
+            "Rotations by outcome",
+            "none",
+            "Rotations of running servers' Rucio tokens (alert: DatalakeHubTokenRotationFailing).",
+            _q(
+                f"sum by (outcome) (increase({_sel('datalake_hub_token_rotations_total')}{rate}))",
+                "{{outcome}}",
+            ),
+        ),
+        _series(
+            "Time left at rotation",
+            "s",
+            "Seconds the replaced token still had when a rotation succeeded: near 0 means rotations "
+            "are late (raise rucio.refresh_margin_seconds or max_concurrent_rotations).",
+            _q(
+                "histogram_quantile(0.05, sum by (le) "
+                f"(rate({_sel('datalake_hub_token_rotation_remaining_seconds_bucket')}{rate})))",
+                "5th percentile",
+            ),
+            _q(
+                "histogram_quantile(0.5, sum by (le) "
+                f"(rate({_sel('datalake_hub_token_rotation_remaining_seconds_bucket')}{rate})))",
+                "median",
+            ),
+        ),
+        _series(
+            "Servers without a fresh token",
+            "none",
+            "By reason: expired (rotation retrying) or stopped (until the user signs in again).",
+            _q(f"sum by (reason) ({_sel('datalake_hub_servers_without_fresh_token')})", "{{reason}}"),
+        ),
+        _series(
+            "Rucio Secret writes",
+            "none",
+            "Writes of per-server Secrets to the Kubernetes API, by operation and outcome.",
+            _q(
+                f"sum by (operation, outcome) (increase({_sel('datalake_hub_secret_writes_total')}{rate}))",
+                "{{operation}} {{outcome}}",
+            ),
+        ),
+    ]
+
+
+def _profiles_and_spawns() -> list[Any]:
+    """The "Profiles and spawns" row's panels."""
+    rate = "[$__rate_interval]"
+    return [
+        _series(
+            "Running servers by profile",
+            "none",
+            "Servers running now, per profile slug.",
+            _q(f"sum by (profile) ({_sel('datalake_hub_running_servers')})", "{{profile}}"),
+        ),
+        _series(
+            "Spawn failures by phase",
+            "none",
+            "options: choice refused (user error); rucio: started without Rucio credentials; pod: no "
+            "running pod (alert: DatalakeHubSpawnFailures, except options).",
+            _q(f"sum by (phase) (increase({_sel('datalake_hub_spawn_failures_total')}{rate}))", "{{phase}}"),
+        ),
+        _series(
+            "Profile reloads",
+            "none",
+            "Loads of the profile files, by outcome (refused: an edit with problems; the last good set serves).",
+            _q(f"sum by (outcome) (increase({_sel('datalake_hub_profile_reloads_total')}{rate}))", "{{outcome}}"),
+            width=24,
+        ),
+    ]
+
+
+ROWS: list[tuple[str, Callable[[], list[Any]]]] = [
+    ("Now", _now),
+    ("Tokens", _tokens),
+    ("Rotation", _rotation),
+    ("Profiles and spawns", _profiles_and_spawns),
+]
+"""The rows, top to bottom, and the function building each one's panels."""
+
+
 def build() -> Dashboard:
     """The dashboard: stats on top, then tokens, rotation, profiles and spawns."""
-    rate = "[$__rate_interval]"
-    return (
+    dashboard = (
         Dashboard("datalake-hub")
         .uid(UID)
         .description("Token exchange and rotation, Rucio Secrets, profiles and spawns of datalake-hub.")
@@ -83,165 +242,12 @@ def build() -> Dashboard:
             .all_value(".*")
             .refresh(2)
         )
-        .with_row(Row("Now"))
-        .with_panel(
-            _stat(
-                "Servers without a fresh token",
-                "none",
-                "Running servers whose Rucio token expired while rotation retries, or whose rotation stopped "
-                "until the user signs in again (alert: DatalakeHubServersWithoutFreshToken).",
-                _q(f"sum({_sel('datalake_hub_servers_without_fresh_token')})", "servers"),
-            )
-        )
-        .with_panel(
-            _stat(
-                "Running servers",
-                "none",
-                "Servers running now, all profiles.",
-                _q(f"sum({_sel('datalake_hub_running_servers')})", "servers"),
-            )
-        )
-        .with_panel(
-            _stat(
-                "Profile generation",
-                "none",
-                "Generation of the profile set in force: +1 per accepted edit.",
-                _q(f"max({_sel('datalake_hub_profile_generation')})", "generation"),
-            )
-        )
-        .with_panel(
-            _stat(
-                "Profile edit refused",
-                "none",
-                "1 while the last profile edit was refused and not yet superseded by a good one "
-                "(alert: DatalakeHubProfileEditRefused; problems on /hub/datalake/profiles).",
-                _q(
-                    f"max({_sel('datalake_hub_profile_last_refused_timestamp_seconds')} "
-                    f"> bool {_sel('datalake_hub_profile_loaded_timestamp_seconds')})",
-                    "refused",
-                ),
-            )
-        )
-        .with_row(Row("Tokens"))
-        .with_panel(
-            _series(
-                "Token requests to the IdP",
-                "reqps",
-                "Exchanges (Rucio audience) and refreshes (login tokens) per second, by outcome.",
-                _q(
-                    "sum by (grant, outcome) "
-                    f"(rate({_sel('datalake_hub_token_request_duration_seconds_count')}{rate}))",
-                    "{{grant}} {{outcome}}",
-                ),
-            )
-        )
-        .with_panel(
-            _series(
-                "Token request latency (p95)",
-                "s",
-                "95th percentile of token request duration at the IdP, by grant.",
-                _q(
-                    "histogram_quantile(0.95, sum by (grant, le) "
-                    f"(rate({_sel('datalake_hub_token_request_duration_seconds_bucket')}{rate})))",
-                    "{{grant}}",
-                ),
-            )
-        )
-        .with_panel(
-            _series(
-                "Token exchange error ratio",
-                "percentunit",
-                "Share of token exchanges that failed (alert: DatalakeHubTokenExchangeErrors above 10 %).",
-                _q(
-                    "sum(rate("
-                    + _sel(
-                        "datalake_hub_token_request_duration_seconds_count", 'grant="token_exchange",outcome!="success"'
-                    )
-                    + f"{rate})) / sum(rate("
-                    + _sel("datalake_hub_token_request_duration_seconds_count", 'grant="token_exchange"')
-                    + f"{rate}))",
-                    "failed",
-                ),
-                width=24,
-            )
-        )
-        .with_row(Row("Rotation"))
-        .with_panel(
-            _series(
-                "Rotations by outcome",
-                "none",
-                "Rotations of running servers' Rucio tokens (alert: DatalakeHubTokenRotationFailing).",
-                _q(
-                    f"sum by (outcome) (increase({_sel('datalake_hub_token_rotations_total')}{rate}))",
-                    "{{outcome}}",
-                ),
-            )
-        )
-        .with_panel(
-            _series(
-                "Time left at rotation",
-                "s",
-                "Seconds the replaced token still had when a rotation succeeded: near 0 means rotations "
-                "are late (raise rucio.refresh_margin_seconds or max_concurrent_rotations).",
-                _q(
-                    "histogram_quantile(0.05, sum by (le) "
-                    f"(rate({_sel('datalake_hub_token_rotation_remaining_seconds_bucket')}{rate})))",
-                    "5th percentile",
-                ),
-                _q(
-                    "histogram_quantile(0.5, sum by (le) "
-                    f"(rate({_sel('datalake_hub_token_rotation_remaining_seconds_bucket')}{rate})))",
-                    "median",
-                ),
-            )
-        )
-        .with_panel(
-            _series(
-                "Servers without a fresh token",
-                "none",
-                "By reason: expired (rotation retrying) or stopped (until the user signs in again).",
-                _q(f"sum by (reason) ({_sel('datalake_hub_servers_without_fresh_token')})", "{{reason}}"),
-            )
-        )
-        .with_panel(
-            _series(
-                "Rucio Secret writes",
-                "none",
-                "Writes of per-server Secrets to the Kubernetes API, by operation and outcome.",
-                _q(
-                    f"sum by (operation, outcome) (increase({_sel('datalake_hub_secret_writes_total')}{rate}))",
-                    "{{operation}} {{outcome}}",
-                ),
-            )
-        )
-        .with_row(Row("Profiles and spawns"))
-        .with_panel(
-            _series(
-                "Running servers by profile",
-                "none",
-                "Servers running now, per profile slug.",
-                _q(f"sum by (profile) ({_sel('datalake_hub_running_servers')})", "{{profile}}"),
-            )
-        )
-        .with_panel(
-            _series(
-                "Spawn failures by phase",
-                "none",
-                "options: choice refused (user error); rucio: started without Rucio credentials; pod: no "
-                "running pod (alert: DatalakeHubSpawnFailures, except options).",
-                _q(f"sum by (phase) (increase({_sel('datalake_hub_spawn_failures_total')}{rate}))", "{{phase}}"),
-            )
-        )
-        .with_panel(
-            _series(
-                "Profile reloads",
-                "none",
-                "Loads of the profile files, by outcome (refused: an edit with problems; the last good set serves).",
-                _q(f"sum by (outcome) (increase({_sel('datalake_hub_profile_reloads_total')}{rate}))", "{{outcome}}"),
-                width=24,
-            )
-        )
     )
+    for title, panels in ROWS:
+        dashboard = dashboard.with_row(Row(title))
+        for panel in panels():
+            dashboard = dashboard.with_panel(panel)
+    return dashboard
 
 
 def render() -> str:

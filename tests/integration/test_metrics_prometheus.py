@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,6 +68,13 @@ def sel(name: str, **labels: str) -> str:
     return name + "{" + ",".join(f'{k}="{v}"' for k, v in {"hub": HUB, **labels}.items()) + "}"
 
 
+def _exposition(hub: HubHandle, info: dict[str, Any]) -> str:
+    token = Path(info["prometheus"]["token_file"]).read_text().strip()
+    with requests.get(f"{hub.url}hub/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10) as resp:
+        assert resp.status_code == 200
+        return resp.text
+
+
 def test_metrics_need_the_read_metrics_scope(hub: HubHandle, info: dict[str, Any]) -> None:
     """Same auth as JupyterHub's own metrics: no token, no metrics; Prometheus's token scrapes."""
     assert requests.get(f"{hub.url}hub/metrics", timeout=10).status_code in (401, 403)
@@ -101,6 +109,8 @@ def test_rotations_succeed_fail_and_recover_in_promql(hub: HubHandle, info: dict
         refreshes = sel("datalake_hub_token_request_duration_seconds_count", grant="refresh_token", outcome="success")
         assert (promql(info, refreshes) or 0) >= 1
         assert promql(info, sel("datalake_hub_servers_without_fresh_token", reason="expired")) == 0
+        ours = [line for line in _exposition(hub, info).splitlines() if line.startswith("datalake_hub_")]
+        assert ours and not [line for line in ours if "bob" in line or pod["metadata"]["name"] in line]
 
         idp.stop(state_dir())
         try:
