@@ -78,6 +78,8 @@ class _ProfilesView(Protocol):
 
     def slugs(self) -> Sequence[str]: ...
 
+    def check_soon(self) -> None: ...
+
 
 class Metrics:
     """Our metrics on ``registry``: counters and histograms, plus a collector for the hub's state."""
@@ -210,6 +212,8 @@ class Metrics:
         yield stale
 
         source = self._profiles()  # None before the hub loads its profiles: zeros
+        if source is not None:
+            source.check_soon()  # an edit nobody has looked at yet shows at the next scrape
         yield GaugeMetricFamily(
             f"{PREFIX}profile_generation",
             "Generation of the profile set in force (1 at start, +1 per accepted edit).",

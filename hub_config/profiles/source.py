@@ -79,6 +79,7 @@ class ProfileSource(HubWide):
         self.loaded_at: float | None = None
         """Wall-clock time the set in force was loaded (admins' status page)."""
         self.last_refused: RefusedEdit | None = None
+        self._check_task: asyncio.Task[list[LoadedProfile]] | None = None
         METRICS.watch_profiles(self)
 
     @property
@@ -100,6 +101,17 @@ class ProfileSource(HubWide):
         METRICS.profile_reload("success")
         log.info("Loaded %d profile(s): %s", len(self._profiles), ", ".join(p.profile.slug for p in self._profiles))
         return self._profiles
+
+    def check_soon(self) -> None:
+        """Look for an edit in the background, if the hub's loop runs here (each metrics scrape calls
+        this): a refused edit then shows on `/hub/metrics` even while nobody opens the spawn page.
+        The check is :meth:`refresh`'s (at most every interval, off the loop)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._check_task is None or self._check_task.done():
+            self._check_task = loop.create_task(self.refresh(), name="datalake-profiles-check")
 
     def current(self) -> list[LoadedProfile]:
         """The profiles in force (the last good set); never reads files."""

@@ -8,6 +8,7 @@ since other tests in the same process count too.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -224,3 +225,24 @@ def test_running_servers_by_profile_slug(tmp_path: Path, reference_settings: Set
         METRICS.server_stopped("hub/jupyter-a")
         METRICS.server_stopped("hub/jupyter-b")
     assert ("datalake_hub_running_servers", (("profile", "retired"),)) not in scrape()
+
+
+async def test_a_scrape_finds_an_edit_nobody_has_looked_at(tmp_path: Path, reference_settings: Settings) -> None:
+    """No spawn page opened, no status page: the scrape itself starts the check (off the loop), and
+    the refused edit shows on the next scrape."""
+    profiles = tmp_path / "profiles"
+    shutil.copytree(ROOT / "profiles", profiles)
+    data = reference_settings.model_dump()
+    data["profiles"] = {"directory": str(profiles), "reload_seconds": 1}
+    source = ProfileSource(Settings.model_validate(data))
+    source.load_initial()
+    (profiles / "hep.yaml").write_text("slug: hep\ndisplay_name: HEP\ndescription: d\nimage: x\nmounts: [tape]\n")
+    await asyncio.sleep(1.1)
+    assert value("datalake_hub_profile_last_refused_timestamp_seconds") == 0  # this scrape starts the check
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if value("datalake_hub_profile_last_refused_timestamp_seconds") > 0:
+            break
+    assert value("datalake_hub_profile_last_refused_timestamp_seconds") > value(
+        "datalake_hub_profile_loaded_timestamp_seconds"
+    )
