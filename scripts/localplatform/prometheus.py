@@ -152,7 +152,8 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
     down(state)
     install = ensure_prometheus()
     paths["targets"].mkdir(parents=True, exist_ok=True)
-    paths["data"].mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(paths["data"], ignore_errors=True)  # each start is empty: no series of an earlier run's hubs
+    paths["data"].mkdir(parents=True)
     if not paths["token"].exists():
         paths["token"].write_text(secrets.token_hex(32))
         paths["token"].chmod(0o600)
@@ -186,7 +187,8 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
 
 
 def down(state: Path) -> None:
-    """Stop the Prometheus this state directory's ``up`` started (by PID); its data stays for post-mortems."""
+    """Stop the Prometheus this state directory's ``up`` started (by PID); its data stays for post-mortems
+    until the next start."""
     stop_pidfile(_paths(state)["pidfile"])
     _paths(state)["section"].unlink(missing_ok=True)
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -42,6 +43,7 @@ def hub(info: dict[str, Any]) -> Iterator[HubHandle]:
         "rucio": {"refresh_margin_seconds": 15, "check_interval_seconds": CHECK_INTERVAL},
     }
     with running_hub(state_dir(), info, HUB, settings_patch=patch, access_token_ttl=TTL) as handle:
+        _INSTANCE[0] = urlsplit(handle.url).netloc
         yield handle
 
 
@@ -64,8 +66,14 @@ def wait_until(
         time.sleep(1)
 
 
-def sel(name: str, **labels: str) -> str:
-    return name + "{" + ",".join(f'{k}="{v}"' for k, v in {"hub": HUB, **labels}.items()) + "}"
+def sel(name: str, *matchers: str, **labels: str) -> str:
+    """``name`` of this hub process (its target address), with ``labels`` and other ``matchers``."""
+    equal = [f'{k}="{v}"' for k, v in {"hub": HUB, "instance": _INSTANCE[0], **labels}.items()]
+    return name + "{" + ",".join([*equal, *matchers]) + "}"
+
+
+_INSTANCE = [""]
+"""host:port Prometheus scrapes this module's hub at (set by the ``hub`` fixture)."""
 
 
 def _exposition(hub: HubHandle, info: dict[str, Any]) -> str:
@@ -140,11 +148,10 @@ def test_rotations_succeed_fail_and_recover_in_promql(hub: HubHandle, info: dict
         ok_after = promql(info, sel("datalake_hub_token_rotations_total", outcome="success"))
         assert ok_after is not None and ok_before is not None and ok_after > ok_before
         # The dashboard's error-ratio panel and the alert's expression answer over the same data.
-        rotations = "datalake_hub_token_rotations_total"
+        failed = sel("datalake_hub_token_rotations_total", 'outcome!="success"')
+        every = sel("datalake_hub_token_rotations_total")
         ratio = promql(
-            info,
-            f'sum without (outcome) (increase({rotations}{{hub="{HUB}",outcome!="success"}}[10m]))'
-            f' / sum without (outcome) (increase({rotations}{{hub="{HUB}"}}[10m]))',
+            info, f"sum without (outcome) (increase({failed}[10m])) / sum without (outcome) (increase({every}[10m]))"
         )
         assert ratio is not None and 0 < ratio < 1
     finally:
