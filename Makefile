@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: docs-screenshots dev dev-down test lint unit integration venv platform-up platform-down schema clean images chart-files chart-deps prepare bench
+.PHONY: dashboard docs-screenshots dev dev-down test lint unit integration venv platform-up platform-down schema clean images chart-files chart-deps prepare bench
 
 $(STAMP): pyproject.toml requirements/hub-image.txt
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ dev-down: platform-down
 
 chart-files: $(STAMP)
 	$(PY) scripts/chart_files.py
+
+# The Grafana dashboard the chart ships (chart/files/dashboards/), from scripts/grafana_dashboard.py.
+dashboard: $(STAMP)
+	$(PY) scripts/grafana_dashboard.py
 
 # The z2jh chart pinned by chart/Chart.lock, into chart/charts/ (git-ignored), from its chart repository.
 HELM ?= helm

@@ -22,6 +22,7 @@ from kubernetes_asyncio.client import ApiClient, CoreV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .errors import KubeError
+from .metrics import METRICS, SECRET_OPERATIONS
 from .redact import redact
 
 __all__ = ["KubeError", "SecretStore"]
@@ -29,6 +30,9 @@ __all__ = ["KubeError", "SecretStore"]
 log = logging.getLogger("hub_config.kube")
 
 _MERGE_PATCH = "application/merge-patch+json"
+_EXPECTED_OUTCOMES = {404: "not_found", 409: "conflict"}
+"""The Secret-writes metric's outcome for an expected refusal: a create that finds the Secret,
+a patch or delete that does not."""
 
 
 def _secret_values(data: dict[str, str] | None) -> list[str]:
@@ -84,10 +88,14 @@ class SecretStore:
         a status in ``expected`` (404 on delete, 409 on create, ...). Anything else becomes a
         :class:`KubeError` naming the object and the cause, its text redacted of ``data`` in every
         encoding, so no caller repeats the conversion (or forgets the redaction)."""
+        outcome = "error"
         try:
-            return await request(), None
+            result = await request()
+            outcome = "success"
+            return result, None
         except ApiException as err:
             if err.status in expected:
+                outcome = _EXPECTED_OUTCOMES.get(err.status, "error")
                 return None, err.status
             reason = redact(_api_reason(err), _secret_values(data))
             raise KubeError(action, "Secret", namespace, name, err.status, reason) from None
@@ -96,6 +104,9 @@ class SecretStore:
         except (aiohttp.ClientError, OSError) as err:
             reason = f"cannot reach the API server ({type(err).__name__}: {redact(err, _secret_values(data))})"
             raise KubeError(action, "Secret", namespace, name, None, reason) from None
+        finally:
+            if action in SECRET_OPERATIONS:
+                METRICS.secret_write(action, outcome)
 
     def _patch(self, namespace: str, name: str, patch: dict[str, Any]) -> Callable[[], Awaitable[Any]]:
         return lambda: self._untyped.patch_namespaced_secret(

@@ -71,6 +71,49 @@ CHART_VALUES_KEYS: dict[str, dict[str, Any]] = {
             },
         },
     },
+    "monitoring": {
+        "type": "object",
+        "description": "Optional objects for a site's Prometheus Operator and Grafana: the alert rules and the "
+        'dashboard for datalake-hub\'s metrics on `/hub/metrics` (docs/operator.md, "Metrics and alerts").',
+        "additionalProperties": False,
+        "properties": {
+            "prometheusRule": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "A `PrometheusRule` (monitoring.coreos.com/v1) holding the alert rules of "
+                "`files/alerts/datalake-hub.rules.yaml`; needs the Prometheus Operator's CRDs.",
+                "properties": {
+                    "enabled": {"type": "boolean", "description": "Render the PrometheusRule.", "default": False},
+                    "labels": {
+                        "type": "object",
+                        "description": "Extra labels, e.g. the one your Prometheus's `ruleSelector` matches.",
+                        "additionalProperties": {"type": "string"},
+                        "default": {},
+                    },
+                },
+            },
+            "grafanaDashboard": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "A ConfigMap holding the Grafana dashboard, for Grafana's dashboard sidecar.",
+                "properties": {
+                    "enabled": {"type": "boolean", "description": "Render the ConfigMap.", "default": False},
+                    "labels": {
+                        "type": "object",
+                        "description": 'Labels the sidecar selects on (its default: `grafana_dashboard: "1"`).',
+                        "additionalProperties": {"type": "string"},
+                        "default": {"grafana_dashboard": "1"},
+                    },
+                    "annotations": {
+                        "type": "object",
+                        "description": "Annotations, e.g. the sidecar's folder annotation.",
+                        "additionalProperties": {"type": "string"},
+                        "default": {},
+                    },
+                },
+            },
+        },
+    },
 }
 """Top-level chart values besides `datalake`; the chart owns these, the hub never reads them."""
 
@@ -101,7 +144,7 @@ def chart_values_schema() -> dict[str, Any]:
         "type": "object",
         "additionalProperties": False,
         # Helm deletes a key set to null: refuse that here, naming the key, rather than fail in a template.
-        "required": ["datalake", "jupyterhub", "profileFiles", "secrets"],
+        "required": ["datalake", "jupyterhub", "monitoring", "profileFiles", "secrets"],
         "properties": {
             "datalake": {"$ref": "#/$defs/Settings", "description": "datalake-hub settings."},
             **CHART_VALUES_KEYS,

@@ -32,6 +32,7 @@ from traitlets import Any as AnyTrait
 
 from . import stop_notices
 from .errors import ChoiceError
+from .metrics import METRICS
 from .pod import PodWiring, base_environment, build_pod_wiring, merge_site_entries, security_contexts
 from .profiles.kubespawner import (
     PROFILE_KEY,
@@ -161,8 +162,43 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
     async def load_user_options(self) -> None:
         try:
             await self._load_user_options()
+        except Exception:
+            METRICS.spawn_failed("options")
+            raise
         finally:
             self._options_loaded().set()
+
+    # --- metrics: spawn failures of KubeSpawner's phase, running servers per profile -----------
+
+    @property
+    def _metrics_key(self) -> str:
+        return f"{self.namespace}/{self.pod_name}"
+
+    async def _profile_slug(self) -> str:
+        """The running server's profile slug (a bounded label: admins define profiles)."""
+        slug: str | None = self.__dict__.get("_datalake_slug")
+        if slug is None:
+            profile = await self._current_profile()
+            options = self.user_options or {}
+            slug = profile.slug if profile is not None else str(options.get("profile") or "unknown")
+            self.__dict__["_datalake_slug"] = slug
+        return slug
+
+    def start(self) -> Any:
+        """KubeSpawner's start (a future it keeps for `progress()`, so it stays synchronous), counted."""
+        profile: Profile | None = getattr(self, "_datalake_profile", None)
+        if profile is not None:
+            self.__dict__["_datalake_slug"] = profile.slug  # chosen by load_user_options for this spawn
+        future = super().start()
+        future.add_done_callback(self._start_done)
+        return future
+
+    def _start_done(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            METRICS.spawn_failed("pod")
+            return
+        slug = self.__dict__.get("_datalake_slug") or str((self.user_options or {}).get("profile") or "unknown")
+        METRICS.server_running(self._metrics_key, slug)
 
     async def _load_user_options(self) -> None:
         entries = await self.datalake_profile_list()
@@ -261,6 +297,7 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
             rucio.pod_created(pod["metadata"]["uid"])
 
     async def stop(self, now: bool = False) -> None:
+        METRICS.server_stopped(self._metrics_key)
         rucio = self._rucio()
         if rucio is None:
             await super().stop(now=now)
@@ -288,6 +325,10 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
 
     async def poll(self) -> int | None:
         status: int | None = await super().poll()
+        if status is None:
+            METRICS.server_running(self._metrics_key, await self._profile_slug())  # after a hub restart too
+        else:
+            METRICS.server_stopped(self._metrics_key)
         rucio = self._rucio()
         if status is None and rucio is not None:
             await rucio.resume()  # after a hub restart, servers started before it are rotated again

@@ -27,6 +27,7 @@ from traitlets import Any as AnyTrait
 from traitlets import Integer, List, Unicode
 
 from ..jwt import jwt_claims
+from ..metrics import METRICS, timer
 from ..settings.iam import GroupsClaim
 from ..tls import request_tls_options
 from .groups import groups_from_claims
@@ -226,6 +227,18 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
         if not refresh_token:
             self.log.info("No refresh token for %s; a new login is needed", user.name)
             return False
+        took = timer()
+        outcome = "unavailable"
+        try:
+            result = await self._refresh_at_idp(user, handler, refresh_token)
+            outcome = "success" if isinstance(result, dict) else "refused" if result is False else "unavailable"
+            return result
+        finally:
+            METRICS.token_request("refresh_token", outcome, took())
+
+    async def _refresh_at_idp(self, user: Any, handler: Any, refresh_token: str) -> bool | dict[str, Any]:
+        """The refresh grant and the userinfo call: the new auth model, False when the IdP says no,
+        True when it cannot be asked (the session is kept)."""
         params = self.build_refresh_token_request_params(refresh_token)
         try:
             token_info = await self.get_token_info(handler, params)

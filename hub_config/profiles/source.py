@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MAX_PROBLEMS, ConfigError
+from ..metrics import METRICS
 from ..redact import redact
 from ..settings.model import Settings
 from ..shared import HubWide
@@ -78,6 +79,17 @@ class ProfileSource(HubWide):
         self.loaded_at: float | None = None
         """Wall-clock time the set in force was loaded (admins' status page)."""
         self.last_refused: RefusedEdit | None = None
+        self._check_task: asyncio.Task[list[LoadedProfile]] | None = None
+        METRICS.watch_profiles(self)
+
+    @property
+    def refused_at(self) -> float | None:
+        """When the last edit was refused (epoch seconds), for the metrics."""
+        return self.last_refused.at if self.last_refused is not None else None
+
+    def slugs(self) -> list[str]:
+        """The slugs of the profiles in force (the metrics' profile label values)."""
+        return [lp.profile.slug for lp in self._profiles]
 
     def load_initial(self) -> list[LoadedProfile]:
         """Load at hub start; a broken set here is fatal (there is no last good set to keep)."""
@@ -86,8 +98,20 @@ class ProfileSource(HubWide):
         self._checked_at = self._clock()
         self.generation = 1
         self.loaded_at = time.time()
+        METRICS.profile_reload("success")
         log.info("Loaded %d profile(s): %s", len(self._profiles), ", ".join(p.profile.slug for p in self._profiles))
         return self._profiles
+
+    def check_soon(self) -> None:
+        """Look for an edit in the background, if the hub's loop runs here (each metrics scrape calls
+        this): a refused edit then shows on `/hub/metrics` even while nobody opens the spawn page.
+        The check is :meth:`refresh`'s (at most every interval, off the loop)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._check_task is None or self._check_task.done():
+            self._check_task = loop.create_task(self.refresh(), name="datalake-profiles-check")
 
     def current(self) -> list[LoadedProfile]:
         """The profiles in force (the last good set); never reads files."""
@@ -121,6 +145,7 @@ class ProfileSource(HubWide):
             loaded = load_profiles(self.paths, self.settings, inline=self.settings.profiles.inline)
         except ConfigError as err:
             self.last_refused = RefusedEdit(time.time(), tuple(str(p) for p in err.problems[:MAX_PROBLEMS]))
+            METRICS.profile_reload("refused")
             log.warning(
                 "Profile change refused; still serving the last good %d profile(s). Problems:\n%s",
                 len(self._profiles),
@@ -129,6 +154,7 @@ class ProfileSource(HubWide):
             return self._profiles
         except Exception as err:  # noqa: BLE001 - any failure must keep the last good set serving
             self.last_refused = RefusedEdit(time.time(), (f"reload failed: {type(err).__name__}: {redact(err)}",))
+            METRICS.profile_reload("error")
             log.error(
                 "Profile reload failed (%s: %s); still serving the last good %d profile(s)",
                 type(err).__name__,
@@ -141,6 +167,7 @@ class ProfileSource(HubWide):
         self._profiles = loaded
         self.generation += 1
         self.loaded_at = time.time()
+        METRICS.profile_reload("success")
         log.info(
             "Profiles reloaded (%d): added %s, removed %s",
             len(loaded),

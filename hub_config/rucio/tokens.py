@@ -27,6 +27,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 
 from ..errors import IdPUnavailable, TokenExchangeRefused
 from ..jwt import jwt_expiry
+from ..metrics import METRICS, timer
 from ..redact import redact
 from ..tls import idp_client, request_tls_options
 
@@ -194,13 +195,23 @@ async def exchange_token(
         "scope": scope,
     }
     log.debug("token exchange at %s for audience %r, scope %r", token_url, audience, scope)
-    return await _post(
-        "token exchange",
-        token_url,
-        form,
-        client_id=client_id,
-        client_secret=client_secret,
-        secrets=(subject_token,),
-        ca_bundle=ca_bundle,
-        timeout=timeout,
-    )
+    took = timer()
+    outcome = "unavailable"
+    try:
+        tokens = await _post(
+            "token exchange",
+            token_url,
+            form,
+            client_id=client_id,
+            client_secret=client_secret,
+            secrets=(subject_token,),
+            ca_bundle=ca_bundle,
+            timeout=timeout,
+        )
+        outcome = "success"
+        return tokens
+    except TokenExchangeRefused:
+        outcome = "refused"
+        raise
+    finally:
+        METRICS.token_request("token_exchange", outcome, took())

@@ -37,6 +37,7 @@ from enum import Enum
 from tornado.httpclient import HTTPRequest
 
 from ..errors import AccountError, IdPUnavailable, RenderError, TokenExchangeRefused
+from ..metrics import METRICS
 from ..redact import redact
 from ..shared import HubWide
 from ..tls import idp_client, request_tls_options
@@ -83,6 +84,9 @@ class Policy(Enum):
     RETRY = "back off"
     STOP = "park the server until the user signs in again or the server restarts"
 
+
+_OUTCOMES = {Policy.IDP_DOWN: "idp_unavailable", Policy.STOP: "stopped", Policy.RETRY: "error"}
+"""The rotations metric's outcome for each policy."""
 
 _PERMANENT: tuple[type[BaseException], ...] = (RotationStopped, AccountError, TokenExchangeRefused, RenderError)
 
@@ -143,6 +147,7 @@ class Rotator(HubWide):
         """True from a rotation finding the IdP unavailable until the IdP answers again."""
         self._probe_failures = 0
         self._next_probe = 0.0
+        METRICS.watch_rotator(self)
 
     def track(self, key: str, rotate: Callable[[], Awaitable[float | None]], expires_at: float | None) -> None:
         """Start (or restart) rotation for ``key`` (namespace/pod)."""
@@ -160,6 +165,21 @@ class Rotator(HubWide):
 
     def tracked(self, key: str) -> Tracked | None:
         return self._tracked.get(key)
+
+    def freshness(self, now: float | None = None) -> dict[str, int]:
+        """Servers without a fresh token, by reason (the metrics' scrape-time view).
+
+        ``stopped``: parked until the user signs in again; ``expired``: the token written last has
+        expired (or none was ever written) and rotation is still retrying.
+        """
+        now = self._clock() if now is None else now
+        counts = {"expired": 0, "stopped": 0}
+        for t in list(self._tracked.values()):
+            if t.stopped is not None:
+                counts["stopped"] += 1
+            elif (t.expires_at is not None and t.expires_at <= now) or (t.expires_at is None and t.failures):
+                counts["expired"] += 1
+        return counts
 
     async def idp_problem(self) -> IdPUnavailable | None:
         """Why the IdP cannot be asked now (probe), or None when it answers or there is no probe."""
@@ -234,11 +254,13 @@ class Rotator(HubWide):
                     return  # stopped meanwhile
                 if self.idp_down and self._probe is not None:
                     return  # found down by a rotation running alongside: the probe decides
+                previous = t.expires_at
                 try:
                     t.expires_at = await t.rotate()
                 except Exception as err:  # noqa: BLE001 - one server's failure must not stop others
                     self._failed(t, err)
                     return
+                METRICS.rotation("success", None if previous is None else previous - self._clock())
                 t.failures = 0
                 t.rotations += 1
                 t.next_attempt = 0.0
@@ -250,6 +272,7 @@ class Rotator(HubWide):
 
     def _failed(self, t: Tracked, err: BaseException) -> None:
         what = policy(err)
+        METRICS.rotation(_OUTCOMES[what])
         if what is Policy.STOP:
             self._stop(t, _describe(err))
             return

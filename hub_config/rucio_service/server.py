@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import IdPUnavailable, KubeError
 from ..kube import SecretStore
+from ..metrics import METRICS
 from ..profiles.model import Profile
 from ..rucio.render import status_lines
 from ..rucio.secret import OwnerPod, owner_reference, secret_name_for
@@ -105,6 +106,8 @@ class ServerRucio:
         result = await self.provision(profile)
         for warning in result.warnings:
             log.warning("Rucio for %s: %s", self._pod_name, warning)
+        if any(status.problem for status in result.statuses) or not result.instances:
+            METRICS.spawn_failed("rucio")  # the server starts, without (some of) its Rucio instances
         if result.instances:
             if self._rotator is not None:
                 self._rotator.track(self.key, self.rotate, result.expires_at)

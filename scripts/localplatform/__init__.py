@@ -1,4 +1,4 @@
-"""The local platform: real Kubernetes control plane, kwok nodes, node agent, IdP, Rucio, proxy.
+"""The local platform: real Kubernetes control plane, kwok nodes, node agent, IdP, Rucio, proxy, Prometheus.
 
 Test and dev infrastructure, never shipped. Every component is a module with
 

@@ -124,6 +124,8 @@ def _print_welcome(hub: HubHandle, info: dict[str, Any], seconds: float) -> None
     print(f"  IdP:        {info['idp']['issuer']}  (CA: {info['idp']['ca']})")
     if "rucio_server" in info:
         print(f"  Rucio:      {info['rucio_server']['url']}")
+    if info.get("prometheus"):
+        print(f"  Prometheus: {info['prometheus']['url']}  (scrapes the hub's /hub/metrics; alert rules loaded)")
     print(f"  Kubeconfig: {info['controlplane']['kubeconfig']}")
     print(f"  Hub log:    {hub.log}")
     print(f"  Profiles:   {REPO_ROOT / 'profiles'} (edits apply within seconds)\n")

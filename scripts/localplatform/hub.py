@@ -208,6 +208,9 @@ def _write_run(d: Path, info: dict[str, Any], public_url: str, cull: dict[str, A
         "service_token": service_token,
         "culler": {"service": culler[0], "role": culler[1]} if culler else None,
     }
+    prometheus = info.get("prometheus")
+    if prometheus:  # the platform's Prometheus scrapes /hub/metrics with this token (scope read:metrics)
+        run["metrics_token"] = Path(prometheus["token_file"]).read_text().strip()
     run_file = d / "run.json"
     write_json(run_file, run)
     run_file.chmod(0o600)
@@ -264,6 +267,10 @@ def start_hub(
     launch.chmod(0o600)
     start_proxy(state, name)
     proc = resume_hub(state, name)
+    if info.get("prometheus"):
+        from .prometheus import add_target
+
+        add_target(info["prometheus"], name, f"127.0.0.1:{public_port}")
     return HubHandle(
         name=name,
         url=public_url,
@@ -324,6 +331,9 @@ def stop_hub(state: Path, name: str = "hub", *, keep_proxy: bool = False) -> Non
     if keep_proxy:
         return
     stop_pidfile(state / "pids" / f"proxy-{name}.pid")
+    from .prometheus import remove_target
+
+    remove_target(state, name)
     legacy = state / "hubs" / name / "proxy.pid"  # a proxy the hub itself started, before it ran apart
     if legacy.exists():
         stop_pidfile(legacy)

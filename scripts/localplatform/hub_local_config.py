@@ -43,6 +43,10 @@ c.JupyterHub.load_roles = [
 if run.get("culler"):
     c.JupyterHub.services.append(run["culler"]["service"])
     c.JupyterHub.load_roles.append(run["culler"]["role"])
+if run.get("metrics_token"):
+    # The platform's Prometheus, as a site's: a service whose token may only read /hub/metrics.
+    c.JupyterHub.services.append({"name": "prometheus", "api_token": run["metrics_token"]})
+    c.JupyterHub.load_roles.append({"name": "metrics", "services": ["prometheus"], "scopes": ["read:metrics"]})
 
 if os.environ.get("DATALAKE_LOCAL_HUB_STOCK") != "1":
     # Unset except for the benchmarks' stock-JupyterHub baseline, which reuses the plumbing above.

@@ -15,7 +15,7 @@ __all__ = ["COMPONENTS", "load_info", "platform_down", "platform_up"]
 
 log = logging.getLogger("localplatform")
 
-COMPONENTS: tuple[str, ...] = ("controlplane", "kwok", "idp", "rucio_server", "nodeagent")
+COMPONENTS: tuple[str, ...] = ("controlplane", "kwok", "idp", "rucio_server", "nodeagent", "prometheus")
 """Start order; each may use the sections of those before it."""
 
 

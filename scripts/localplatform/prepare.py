@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from .browser import ensure_chromium
 from .gotools import ensure_tool
 from .idp import install_node_modules
+from .prometheus import ensure_prometheus
 from .rucio_server import ensure_server_venv
 from .sessionenv import ensure_session_venv
 
@@ -43,6 +44,7 @@ def _downloads() -> list[tuple[str, float, BaseException | None]]:
         ("session venv", ensure_session_venv),
         ("Rucio server venv", ensure_server_venv),
         ("Chromium (apt, for tests/e2e)", ensure_chromium),
+        ("Prometheus + promtool (apt download, for the metrics tests)", ensure_prometheus),
     ]
     return [_timed(name, step) for name, step in steps]
 

@@ -240,3 +240,27 @@ def test_kind_workflow_values_render(chart: Path, tmp_path: Path) -> None:
     profiles = indexed["ConfigMap", "datalake-hub-profiles"]["data"]
     assert sorted(profiles) == ["base.yaml"]
     Profile.model_validate(yaml.safe_load(profiles["base.yaml"]))
+
+
+def test_monitoring_objects_are_off_by_default_and_ship_the_tested_files(chart: Path) -> None:
+    """Off: no PrometheusRule, no dashboard ConfigMap. On: the rules promtool checks and the generated
+    dashboard, verbatim, with the Grafana sidecar's label and the operator's extra labels."""
+    kinds = {kind for kind, _ in _objects(chart)}
+    assert "PrometheusRule" not in kinds
+    assert not [o for o in render(chart) if (o["metadata"].get("labels") or {}).get("grafana_dashboard")]
+    on = render(
+        chart,
+        set_json={
+            "monitoring.prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+            "monitoring.grafanaDashboard.enabled": True,
+        },
+    )
+    (rule,) = [o for o in on if o["kind"] == "PrometheusRule"]
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert rule["spec"] == _load(REPO / "chart" / "files" / "alerts" / "datalake-hub.rules.yaml")
+    (dashboard,) = [o for o in on if (o["metadata"].get("labels") or {}).get("grafana_dashboard") == "1"]
+    assert dashboard["kind"] == "ConfigMap"
+    shipped = (REPO / "chart" / "files" / "dashboards" / "datalake-hub.json").read_text()
+    assert dashboard["data"]["datalake-hub.json"] == shipped
+    assert validate_manifests([dashboard]) == []

@@ -136,13 +136,19 @@ async def test_refusals_happen_before_kubespawner(
     reference_settings: Settings, options: dict[str, Any], status: int
 ) -> None:
     """Hidden profiles are 403, unknown or malformed choices 400 — before any pod is built."""
+    from prometheus_client import REGISTRY
     from tornado import web
+
+    def refused() -> float:
+        return REGISTRY.get_sample_value("datalake_hub_spawn_failures_total", {"phase": "options"}) or 0.0
 
     spawner = _spawner(reference_settings, ["escape"])
     spawner.user_options = options
+    before = refused()
     with pytest.raises(web.HTTPError) as err:
         await spawner.load_user_options()
     assert err.value.status_code == status
+    assert refused() == before + 1, "counted as a spawn failure in the options phase (/hub/metrics)"
 
 
 @pytest.mark.parametrize(
