@@ -12,6 +12,13 @@ What is removed:
 * anything shaped like a JWT (three base64url segments, the first a JSON header), and the value of
   any field named like a credential (`refresh_token`, `client_secret`, ...) in a JSON, form or repr
   body: tokens the caller did not know about, such as a freshly issued one in an error reply;
+* any run of at least 16 token characters (base64, base64url, %-escapes) mixing upper- and
+  lowercase letters with a digit or with as many capitals as random text has: opaque tokens
+  (refresh tokens, client secrets, their base64 or URL-encoded forms, a piece of one) nobody told
+  the caller about, in free text such as an ``error_description``. Hub names, paths and pod names
+  (lowercase) and CamelCase names (`TokenExchangeRefused`) are left alone;
+* the secrets registered for the whole process with :func:`remember_secret` (the IAM client
+  secret), wherever the text comes from;
 * non-printable characters (terminal escapes, newlines that would forge log lines);
 
 and the result is cut to ``limit`` characters, so a megabyte body never floods the log.
@@ -24,7 +31,7 @@ import re
 import urllib.parse
 from collections.abc import Iterable
 
-__all__ = ["MASK", "redact"]
+__all__ = ["MASK", "redact", "remember_secret"]
 
 
 MASK = "[redacted]"
@@ -38,6 +45,14 @@ _FIELD_VALUE = re.compile(
     rf"""(?P<key>["']?\b(?:{_SECRET_FIELDS})\b["']?\s*[:=]\s*["']?)(?P<value>[^"'&\s,}}]{{8,}})""", re.IGNORECASE
 )
 """A secret-named field's value in a JSON, form or repr body (`"refresh_token": "…"`, `code_verifier=…`)."""
+_OPAQUE = re.compile(r"(?:[A-Za-z0-9_\-+/]|%[0-9A-Fa-f]{2}){16,}={0,2}")
+"""A run of characters tokens are made of, in their raw, base64 or URL-encoded forms."""
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_OPAQUE_MIN = 16
+_UPPER_SHARE = 0.3
+"""Random base64 letters are half uppercase; CamelCase names (`TokenExchangeRefused`) far less."""
+_PROCESS_SECRETS: set[str] = set()
+_MAX_PROCESS_SECRETS = 16
 _DEFAULT_LIMIT = 300
 _MAX_INPUT = 1 << 20
 
@@ -60,6 +75,25 @@ def _fragments(secret: str) -> Iterable[str]:
     return (secret[i : i + _FRAGMENT] for i in range(0, len(secret) - _FRAGMENT + 1, _FRAGMENT // 2))
 
 
+def remember_secret(secret: str | None) -> None:
+    """Mask ``secret`` in every later :func:`redact` call of this process (the IAM client secret).
+
+    Few and fixed: per-user tokens are masked by shape instead, so this set stays small.
+    """
+    if secret and len(secret) >= _MIN_SECRET and len(_PROCESS_SECRETS) < _MAX_PROCESS_SECRETS:
+        _PROCESS_SECRETS.add(secret)
+
+
+def _looks_opaque(match: re.Match[str]) -> str:
+    run = match.group(0)
+    letters = _ESCAPE.sub("", run)
+    alpha = [c for c in letters if c.isalpha()]
+    upper = sum(c.isupper() for c in alpha)
+    if len(letters) < _OPAQUE_MIN or not 0 < upper < len(alpha):
+        return run
+    return MASK if any(c.isdigit() for c in letters) or upper >= _UPPER_SHARE * len(alpha) else run
+
+
 def redact(
     text: object, secrets: Iterable[str | None] = (), *, limit: int = _DEFAULT_LIMIT, keep_newlines: bool = False
 ) -> str:
@@ -67,13 +101,14 @@ def redact(
     printable, at most ``limit`` chars. ``keep_newlines`` is for whole log messages the hub composed."""
     out = str(text)[:_MAX_INPUT]
     needles: set[str] = set()
-    for secret in secrets:
+    for secret in (*secrets, *_PROCESS_SECRETS):
         if secret and len(secret) >= _MIN_SECRET:
             needles |= _forms(secret)
             needles.update(_fragments(secret))
-    for needle in sorted(needles, key=len, reverse=True):
-        out = out.replace(needle, MASK)
     out = _JWT.sub(MASK, out)
     out = _FIELD_VALUE.sub(lambda m: m.group("key") + MASK, out)
+    out = _OPAQUE.sub(_looks_opaque, out)  # before known secrets: a piece of one is masked whole
+    for needle in sorted(needles, key=len, reverse=True):
+        out = out.replace(needle, MASK)
     out = "".join(c if c.isprintable() or (keep_newlines and c == "\n") else " " for c in out)
     return out if len(out) <= limit else out[: limit - 1] + "…"

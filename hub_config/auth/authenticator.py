@@ -15,8 +15,11 @@ OAuthenticator 17.4 gives us the OAuth dance; we add what production needs:
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 from typing import Any
+from urllib.parse import urlencode, urlparse, urlunparse
 
 from jupyterhub import orm
 from jupyterhub.crypto import decrypt
@@ -28,12 +31,13 @@ from traitlets import Integer, List, Unicode
 
 from ..jwt import jwt_claims
 from ..metrics import METRICS, timer
+from ..redact import redact
 from ..settings.iam import GroupsClaim
 from ..tls import request_tls_options
 from .groups import groups_from_claims
 from .usernames import normalise_username, username_candidates
 
-__all__ = ["DatalakeOAuthenticator", "SignInUnavailable"]
+__all__ = ["DatalakeOAuthenticator", "SignInFailed", "SignInUnavailable"]
 
 _CLAIM_SECONDS = 60.0
 
@@ -51,6 +55,48 @@ class SignInUnavailable(web.HTTPError):
             f"{service} (the identity provider) is unavailable right now. "
             "Nothing is wrong with your account: please try again in a few minutes."
         )
+
+
+class SignInFailed(web.HTTPError):
+    """The identity provider answered sign-in (or a refresh) with an error or a reply without tokens.
+
+    OAuthenticator raises an ``HTTPError`` whose message *is* the IdP's reply ("Bad response:
+    {...}", or its ``error_description``), and JupyterHub prints that message on the error page:
+    a reply echoing a token put it in front of the user. This page says what happened, never what
+    the IdP sent; the log line has the OAuth error code, redacted.
+    """
+
+    def __init__(self, service: str) -> None:
+        super().__init__(502)
+        self.jupyterhub_message = (
+            f"{service} (the identity provider) did not complete your sign-in. "
+            "Please sign in again; if this keeps happening, contact the hub admins."
+        )
+
+
+_ERROR_CODE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def idp_reply_summary(body: bytes | None) -> str:
+    """What a log line may say about an IdP reply: its OAuth ``error`` and a redacted description.
+
+    Anything else (a non-JSON page, unexpected fields) is described by its size and field names
+    only, so a body echoing a token never reaches the log whole.
+    """
+    if not body:
+        return "empty body"
+    try:
+        value = json.loads(body.decode("utf-8", "replace"))
+    except ValueError:
+        return f"a non-JSON body of {len(body)} bytes"
+    if not isinstance(value, dict):
+        return f"a JSON {type(value).__name__}, not an object"
+    error = value.get("error")
+    if isinstance(error, str) and _ERROR_CODE.fullmatch(error):
+        description = value.get("error_description")
+        extra = f" ({redact(description, limit=160)})" if isinstance(description, str) else ""
+        return f"error {error}{extra}"
+    return f"a JSON object with fields {redact(sorted(map(str, value))[:12], limit=160)}"
 
 
 def _is_unavailable(err: Exception) -> bool:
@@ -86,6 +132,61 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
             kwargs.update(request_tls_options(ca_certs))
         return await super().httpfetch(url, *args, **kwargs)
 
+    async def fetch(self, req: Any, label: str = "fetching", parse_json: bool = True, **kwargs: Any) -> Any:
+        """OAuthenticator's ``fetch`` without its logging of the IdP's reply body.
+
+        OAuthenticator logs the whole error body at ERROR on ``tornado.application``; an IdP reply
+        can echo refresh tokens or the client secret. Here the line names the status, method, URL
+        (without query) and :func:`idp_reply_summary`; the error raised (``HTTPClientError``)
+        prints only its status. A 200 reply that is not JSON is a :class:`SignInFailed`, not a
+        ``JSONDecodeError`` whose document is the body.
+        """
+        try:
+            resp = await self.http_client.fetch(req, **kwargs)
+        except HTTPClientError as err:
+            url = urlunparse(urlparse(req.url)._replace(query=""))
+            summary = idp_reply_summary(err.response.body if err.response is not None else None)
+            self.log.error("Error %s %s %s %s: %s", label, err.code, req.method, url, summary)
+            raise
+        if not parse_json:
+            return resp
+        if not resp.body:
+            return None
+        try:
+            return json.loads(resp.body.decode("utf8", "replace"))
+        except ValueError:
+            url = urlunparse(urlparse(req.url)._replace(query=""))
+            self.log.error(
+                "Error %s %s %s: HTTP %s with %s", label, req.method, url, resp.code, idp_reply_summary(resp.body)
+            )
+            raise SignInFailed(self.login_service) from None
+
+    async def get_token_info(self, handler: Any, params: dict[str, Any]) -> dict[str, Any]:
+        """OAuthenticator's token request; a reply without an access token is :class:`SignInFailed`.
+
+        OAuthenticator's own version puts the reply in the raised ``HTTPError`` (and so on the
+        error page); this one logs :func:`idp_reply_summary` and raises without the reply.
+        An unreachable IdP (connection error, timeout, 5xx) is :class:`SignInUnavailable`.
+        """
+        try:
+            info = await self.httpfetch(
+                self.token_url,
+                method="POST",
+                headers=self.build_token_info_request_headers(),
+                body=urlencode(params).encode("utf-8"),
+                validate_cert=self.validate_server_cert,
+            )
+        except (HTTPClientError, OSError) as err:
+            if _is_unavailable(err):
+                self.log.warning("Token endpoint unreachable (%s)", type(err).__name__)
+                raise SignInUnavailable(self.login_service) from None
+            raise
+        if not isinstance(info, dict) or not isinstance(info.get("access_token"), str) or "error" in info:
+            summary = idp_reply_summary(json.dumps(info).encode())
+            self.log.error("Token endpoint answered without an access token: %s", summary)
+            raise SignInFailed(self.login_service)
+        return info
+
     def user_info_to_username(self, user_info: dict[str, Any]) -> str:
         raw = super().user_info_to_username(user_info)
         return normalise_username(str(raw), issuer=self.datalake_issuer, sub=str(user_info.get("sub", "")))
@@ -100,16 +201,6 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
     async def get_user_groups(self, auth_state: dict[str, Any]) -> set[str]:
         return set(self.groups_of(auth_state))
 
-    async def get_token_info(self, handler: Any, params: dict[str, Any]) -> dict[str, Any]:
-        try:
-            info: dict[str, Any] = await super().get_token_info(handler, params)
-        except (HTTPClientError, OSError) as err:
-            if _is_unavailable(err):
-                self.log.warning("Token endpoint unreachable (%s)", type(err).__name__)
-                raise SignInUnavailable(self.login_service) from None
-            raise
-        return info
-
     async def token_to_user(self, token_info: dict[str, Any]) -> dict[str, Any]:
         try:
             user: dict[str, Any] = await super().token_to_user(token_info)
@@ -121,7 +212,13 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
         return user
 
     async def authenticate(self, handler: Any, data: Any = None, **kwargs: Any) -> dict[str, Any] | None:
-        model: dict[str, Any] | None = await super().authenticate(handler, data, **kwargs)
+        try:
+            model: dict[str, Any] | None = await super().authenticate(handler, data, **kwargs)
+        except HTTPClientError as err:
+            # the IdP refused the code exchange or the userinfo request (a 4xx): already logged
+            # by `fetch` with the error code; the page says so without the reply
+            self.log.warning("Sign-in refused by the IdP (HTTP %s)", err.code)
+            raise SignInFailed(self.login_service) from None
         if model and handler is not None:
             model["name"] = await self._claim_name(handler.db, model)
         return model
@@ -245,6 +342,9 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
         except SignInUnavailable:
             self.log.warning("IdP unreachable while refreshing %s; keeping the current session", user.name)
             return True
+        except SignInFailed:
+            self.log.warning("IdP sent no usable tokens refreshing %s; keeping the current session", user.name)
+            return True
         except HTTPClientError as err:
             self.log.info("Refresh token for %s rejected (HTTP %s); a new login is needed", user.name, err.code)
             return False
@@ -252,7 +352,7 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
             token_info["refresh_token"] = refresh_token
         try:
             model: dict[str, Any] = await self._token_to_auth_model(token_info)
-        except SignInUnavailable:
+        except (SignInUnavailable, SignInFailed):
             return True
         except HTTPClientError as err:
             self.log.info("Fresh token for %s not accepted (HTTP %s); a new login is needed", user.name, err.code)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AuthConfigError
+from ..redact import remember_secret
 from ..settings.iam import IAMSettings
 from .discovery import OIDCEndpoints
 
@@ -21,6 +22,7 @@ def read_client_secret(iam: IAMSettings) -> str:
         value = os.environ.get(source.env)
         if not value:
             raise AuthConfigError(f"datalake.iam.client_secret.env: variable {source.env} is unset or empty")
+        remember_secret(value.strip())
         return value.strip()
     assert source.file is not None  # guaranteed by the model
     try:
@@ -32,6 +34,7 @@ def read_client_secret(iam: IAMSettings) -> str:
         ) from None
     if not value:
         raise AuthConfigError(f"datalake.iam.client_secret.file: {source.file} is empty")
+    remember_secret(value)  # masked in every log line, page and error of this process from now on
     return value
 
 

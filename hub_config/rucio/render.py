@@ -4,9 +4,11 @@ No I/O and no clock: given the settings, the user's account and token, each func
 exact bytes or dict that goes into the per-server Secret, so every output can be compared with a
 stored expected file and checked against the real Rucio client and rucio-jupyterlab schema.
 
-Values come partly from outside (claims, usernames, admin settings), so anything written into an
-INI file is refused if it could break the file's structure (newlines, control characters), and
-``%`` is escaped because the Rucio client reads the file with interpolation on.
+Values come partly from outside (claims, usernames, admin settings), so every value written is
+checked again by the rule the settings model applies (:mod:`hub_config.safevalue`: one line of
+visible text, no surrounding blanks, bounded), and ``%`` is escaped because the Rucio client reads
+the file with interpolation on. Since the model and the renderers share the rule, settings that
+``validate`` accepts never make a spawn fail here.
 """
 
 from __future__ import annotations
@@ -14,14 +16,13 @@ from __future__ import annotations
 import configparser
 import io
 import re
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from ..errors import ExtensionConfigError, UnsafeValue
 from ..jwt import parse_compact_jws
+from ..safevalue import MAX_VALUE_LENGTH, is_unsafe_char, path_problem, value_problem
 from ..settings.rucio import RucioInstance
 from .account import account_for
 
@@ -70,11 +71,13 @@ class InstanceStatus:
 
 
 _SPACES = re.compile(r"\s+")
+EXPLANATION_LIMIT = 600
+"""Longest explanation a stand-in ``rucio.cfg`` carries (composed by the hub, so allowed past the settings' limit)."""
 
 
 def one_line(text: str, limit: int = 240) -> str:
     """``text`` as one short line: reasons come from IdPs and API servers and may hold newlines."""
-    flat = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
+    flat = "".join(" " if is_unsafe_char(ch) else ch for ch in text)
     flat = _SPACES.sub(" ", flat).strip()
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
@@ -122,7 +125,7 @@ def unavailable_explanation(failed: InstanceStatus, statuses: Sequence[InstanceS
     return one_line(
         f"unavailable - datalake-hub could not set up Rucio instance {failed.display_name} for you in this "
         f"session: {failed.problem}.{instead} See {mount}/status.txt",
-        limit=600,
+        limit=EXPLANATION_LIMIT,
     )
 
 
@@ -139,7 +142,7 @@ def render_unavailable_cfg(instance: RucioInstance, *, explanation: str) -> str:
         ("rucio_host", instance.rucio_host),
         ("auth_host", instance.auth_host),
         ("ca_cert", instance.ca_cert),
-        ("auth_type", one_line(explanation, limit=600)),
+        ("auth_type", one_line(explanation, limit=EXPLANATION_LIMIT)),
         ("vo", instance.vo),
     ]
     header = (
@@ -155,15 +158,18 @@ def render_status_note(lines: Sequence[str]) -> str:
     return head + "".join(f"{line}\n" for line in lines)
 
 
-def _check_value(field: str, value: str) -> str:
-    """Refuse what would not survive an INI round trip or could inject keys or sections."""
-    if not value:
-        raise UnsafeValue(field, "empty value")
-    for ch in value:
-        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
-            raise UnsafeValue(field, f"contains a line break or control character (U+{ord(ch):04X})")
-    if value != value.strip():
-        raise UnsafeValue(field, "has leading or trailing whitespace (configparser would drop it)")
+def _check_value(field: str, value: str, limit: int = MAX_VALUE_LENGTH) -> str:
+    """The settings' own rule (:mod:`hub_config.safevalue`), applied again to what is written."""
+    problem = value_problem(value, limit=limit)
+    if problem is not None:
+        raise UnsafeValue(field, problem)
+    return value
+
+
+def _check_path(field: str, value: str) -> str:
+    problem = path_problem(value)
+    if problem is not None:
+        raise UnsafeValue(field, problem)
     return value
 
 
@@ -177,9 +183,9 @@ def render_rucio_cfg(instance: RucioInstance, *, account: str, token_path: str, 
     ``idpsecrets`` (or a substring of its issuer URL). ``token_path`` must be absolute — the
     client does not expand ``~`` or variables.
     """
-    path = PurePosixPath(token_path)
-    if not path.is_absolute() or "~" in token_path or "$" in token_path:
-        raise UnsafeValue("auth_token_file_path", "must be an absolute path without ~ or $ (used literally)")
+    problem = path_problem(token_path)
+    if problem is not None:
+        raise UnsafeValue("auth_token_file_path", problem)
     exchange = instance.token_exchange
     options: list[tuple[str, str | None]] = [
         ("rucio_host", instance.rucio_host),
@@ -202,13 +208,21 @@ def render_rucio_cfg(instance: RucioInstance, *, account: str, token_path: str, 
     return _client_ini(instance.name, options, header)
 
 
+_PATH_OPTIONS = frozenset({"ca_cert", "auth_token_file_path"})
+
+
 def _client_ini(instance: str, options: Sequence[tuple[str, str | None]], header: str) -> str:
     """A ``[client]`` section of ``options`` (None: left out), every value checked by :func:`_check_value`."""
     parser = configparser.ConfigParser(interpolation=None)
     parser.add_section("client")
     for key, value in options:
         if value is not None:
-            parser.set("client", key, _check_value(f"{instance}.{key}", value).replace("%", "%%"))
+            field = f"{instance}.{key}"
+            if key in _PATH_OPTIONS:
+                value = _check_path(field, value)
+            else:
+                value = _check_value(field, value, EXPLANATION_LIMIT if key == "auth_type" else MAX_VALUE_LENGTH)
+            parser.set("client", key, value.replace("%", "%%"))
     out = io.StringIO()
     out.write(header)
     parser.write(out)
@@ -231,39 +245,40 @@ def _instance_config(
     inst: RucioInstance, mode: ExtensionMode, token_path: str, problem: str | None = None
 ) -> dict[str, Any]:
     ext = inst.extension
-    out: dict[str, Any] = {
+    settings_values: dict[str, Any] = {
         "name": inst.name,
-        "display_name": inst.display_name if problem is None else f"{inst.display_name} (unavailable)",
+        "display_name": inst.display_name,
         "rucio_base_url": inst.rucio_host,
         "rucio_auth_url": inst.auth_host,
-    }
-    optional: dict[str, Any] = {
         "rucio_webui_url": inst.webui_url,
         "rucio_ca_cert": inst.ca_cert,
         "site_name": inst.site_name,
         "vo": inst.vo,
         "app_id": ext.app_id,
-        "cache_expires_at": ext.cache_expires_at,
     }
-    out.update({k: v for k, v in optional.items() if v is not None})
+    out: dict[str, Any] = {}
+    for key, value in settings_values.items():
+        if value is not None:
+            check = _check_path if key == "rucio_ca_cert" else _check_value
+            out[key] = check(f"{inst.name}.{key}", value)
+    if problem is not None:
+        out["display_name"] = f"{inst.display_name} (unavailable)"
+    if ext.cache_expires_at is not None:
+        out["cache_expires_at"] = ext.cache_expires_at
     out["mode"] = mode
     if mode == "replica":
         if ext.destination_rse is None or ext.rse_mount_path is None:
             raise ExtensionConfigError(
                 f"Rucio instance {inst.name!r}: replica mode needs extension.destination_rse and rse_mount_path"
             )
-        out["destination_rse"] = ext.destination_rse
-        out["rse_mount_path"] = ext.rse_mount_path
+        out["destination_rse"] = _check_value(f"{inst.name}.destination_rse", ext.destination_rse)
+        out["rse_mount_path"] = _check_path(f"{inst.name}.rse_mount_path", ext.rse_mount_path)
         out["path_begins_at"] = ext.path_begins_at
         if ext.replication_rule_lifetime_days is not None:
             out["replication_rule_lifetime_days"] = ext.replication_rule_lifetime_days
-    elif inst.ca_cert is None:
-        raise ExtensionConfigError(
-            f"Rucio instance {inst.name!r}: download mode needs ca_cert (rucio-jupyterlab requires rucio_ca_cert)"
-        )
     out["wildcard_enabled"] = ext.wildcard_enabled
     out["oidc_auth"] = "file"
-    out["oidc_file_name"] = token_path
+    out["oidc_file_name"] = _check_path(f"{inst.name}.oidc_file_name", token_path)
     if problem is not None:
         out["datalake_unavailable"] = problem
     return out

@@ -57,6 +57,9 @@ class Provisioned:
     expires_at: float | None = None
     """Earliest expiry among the tokens written (None: nothing written)."""
     warnings: list[str] = field(default_factory=list)
+    errors: dict[str, Exception] = field(default_factory=dict)
+    """Per instance that failed, the error itself (``IdPUnavailable``, ``TokenExchangeRefused``,
+    ``AccountError``): the rotator's policy is decided from these, never from the words in ``warnings``."""
     statuses: list[InstanceStatus] = field(default_factory=list)
     """Every instance of the profile, ready or with its reason: what the user is told."""
     default: str | None = None
@@ -162,7 +165,9 @@ class RucioProvisioner(HubWide):
             claims = {**(jwt_claims(access) or {}), **((auth_state or {}).get("oauth_user") or {})}
             for inst in wanted:
                 why: list[str] = []
-                got = await self._token_for(inst, access, username=username, claims=claims, warnings=why)
+                got = await self._token_for(
+                    inst, access, username=username, claims=claims, warnings=why, errors=result.errors
+                )
                 result.warnings.extend(why)
                 if got is None:
                     prefix = f"{inst.display_name}: "
@@ -197,9 +202,17 @@ class RucioProvisioner(HubWide):
         return secret, result
 
     async def _token_for(
-        self, inst: RucioInstance, access: str, *, username: str, claims: Mapping[str, Any], warnings: list[str]
+        self,
+        inst: RucioInstance,
+        access: str,
+        *,
+        username: str,
+        claims: Mapping[str, Any],
+        warnings: list[str],
+        errors: dict[str, Exception],
     ) -> tuple[str, str, float | None] | None:
-        """(account, token, expiry) for one instance, or None with the reason added to ``warnings``."""
+        """(account, token, expiry) for one instance, or None with the reason added to ``warnings``
+        and the error itself to ``errors`` (by instance name)."""
         try:
             choice = choose_account(inst, username=username, claims=claims)
             account = choice.account
@@ -221,10 +234,13 @@ class RucioProvisioner(HubWide):
                 looked_up = await lookup_account(inst.rucio_host, tokens_set.access_token, ca_bundle=self._ca_bundle)
                 account = account_for(inst, username=username, claims=claims, looked_up=looked_up)
         except AccountError as err:
+            errors[inst.name] = err
             warnings.append(f"{inst.display_name}: no Rucio account ({err})")
         except TokenExchangeRefused as err:
+            errors[inst.name] = err
             warnings.append(f"{inst.display_name}: the identity provider refused the token exchange ({err})")
-        except IdPUnavailable:
+        except IdPUnavailable as err:
+            errors[inst.name] = err
             warnings.append(f"{inst.display_name}: the identity provider is unreachable")
         else:
             return account, tokens_set.access_token, tokens_set.expires_at

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..errors import IdPUnavailable, KubeError
+from ..errors import AccountError, IdPUnavailable, KubeError, TokenExchangeRefused
 from ..kube import SecretStore
 from ..metrics import METRICS
 from ..profiles.model import Profile
@@ -25,6 +25,9 @@ from ..rucio.secret import OwnerPod, owner_reference, secret_name_for
 from ..rucio.selection import gets_rucio
 from .provisioner import Provisioned, RucioProvisioner
 from .rotator import RotationStopped, Rotator
+
+_PERMANENT_CAUSES = (AccountError, TokenExchangeRefused)
+"""Per-instance failures that stay until the user signs in again (the rotator's permanent class)."""
 
 __all__ = ["ServerRucio", "progress_messages"]
 
@@ -181,14 +184,21 @@ class ServerRucio:
     async def _why_not(self, result: Provisioned) -> None:
         """Raise the class of the reason ``result`` holds no instance, for the rotator's policy.
 
-        The provisioner reports reasons as the user's words, so the class is found from what
-        this object can see: the Secret write's own error, else the IdP's answer to a probe
-        (unavailable: transient), else the reason is permanent (no valid account, exchange
-        refused, nothing renderable) until the user signs in again.
+        The class comes from the errors themselves: the Secret write's own error, else an
+        instance's :class:`IdPUnavailable` (a 5xx, a timeout, a reply without a token: transient,
+        even when the IdP answers a probe), else, when every instance failed for a permanent
+        reason (no valid account, exchange refused), permanent until the user signs in again.
+        Without a per-instance error (no session token, nothing renderable) the IdP is probed:
+        unavailable is transient, else permanent.
         """
         reason = "; ".join(result.warnings) or "no Rucio instance could be configured"
         if self._store.error is not None:
             raise self._store.error
+        unavailable = next((e for e in result.errors.values() if isinstance(e, IdPUnavailable)), None)
+        if unavailable is not None:
+            raise unavailable  # the exchange itself failed transiently, even if the IdP answers a probe
+        if result.errors and all(isinstance(e, _PERMANENT_CAUSES) for e in result.errors.values()):
+            raise RotationStopped(reason)
         problem = await self._rotator.idp_problem() if self._rotator is not None else None
         if problem is not None:
             raise problem

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ..modelbase import AbsPath, HttpsUrl, HttpUrl, NonEmptyStr, Strict
+from ..safevalue import FileHttpsUrl
 
 __all__ = ["ClientSecretSource", "GroupsClaim", "IAMEndpoints", "IAMSettings"]
 
@@ -64,7 +65,7 @@ class IAMEndpoints(Strict):
 class IAMSettings(Strict):
     """Sign-in with ESCAPE IAM."""
 
-    issuer: HttpsUrl = Field(
+    issuer: FileHttpsUrl = Field(
         description="OIDC issuer URL exactly as it appears in tokens' `iss` (IAM's ends with `/`). "
         "Endpoints come from `<issuer>/.well-known/openid-configuration` at hub start."
     )

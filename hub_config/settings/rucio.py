@@ -8,11 +8,13 @@ from typing import Annotated, Literal
 
 from pydantic import Discriminator, Field, StringConstraints, Tag, field_validator, model_validator
 
-from ..modelbase import AbsPath, HttpsUrl, HttpUrl, K8sName, NonEmptyStr, Strict
+from ..modelbase import K8sName, NonEmptyStr, Strict
 from ..redact import redact
+from ..safevalue import FileHttpsUrl, FileHttpUrl, FileValue, LiteralPath, MountPath
 
 __all__ = [
     "ACCOUNT_FIELDS",
+    "MAX_INSTANCES",
     "AccountTransform",
     "ReplaceTransform",
     "RucioExtension",
@@ -20,6 +22,9 @@ __all__ = [
     "RucioSettings",
     "TokenExchange",
 ]
+
+MAX_INSTANCES = 16
+"""Most Rucio instances a site may configure (every server's Secret holds files for each)."""
 
 ACCOUNT_FIELDS = frozenset({"username", "preferred_username", "sub", "email_local"})
 """Placeholders an `account_template` may use."""
@@ -75,8 +80,8 @@ class TokenExchange(Strict):
         description="Exchange the user's access token (RFC 8693) for one with this audience and scope. "
         "Off reuses the login access token, which must then already carry them.",
     )
-    audience: NonEmptyStr = Field("rucio", description="Audience requested (Rucio checks `aud` ∋ this).")
-    scope: NonEmptyStr = Field(
+    audience: FileValue = Field("rucio", description="Audience requested (Rucio checks `aud` ∋ this).")
+    scope: FileValue = Field(
         "openid profile offline_access",
         description="Scope requested; Rucio requires at least `openid profile`.",
     )
@@ -97,16 +102,16 @@ class RucioExtension(Strict):
         description="`replica` reads files where an RSE is mounted in the notebook; `download` fetches them. "
         "Profiles that do not mount `rse_mount` fall back to download.",
     )
-    destination_rse: NonEmptyStr | None = Field(None, description="RSE replicas are made to (replica mode).")
+    destination_rse: FileValue | None = Field(None, description="RSE replicas are made to (replica mode).")
     rse_mount: K8sName | None = Field(
         None, description="Name of the storage entry (e.g. an EOS mount) where `destination_rse` is mounted."
     )
-    rse_mount_path: AbsPath | None = Field(None, description="Path of the RSE's root inside the notebook.")
+    rse_mount_path: LiteralPath | None = Field(None, description="Path of the RSE's root inside the notebook.")
     path_begins_at: int = Field(0, ge=0, description="Index of the PFN path component the mount starts at.")
     replication_rule_lifetime_days: int | None = Field(None, ge=1, description="Lifetime of replication rules.")
     cache_expires_at: int | None = Field(None, ge=0, description="Extension cache lifetime (seconds).")
     wildcard_enabled: bool = Field(False, description="Allow wildcard DID searches in the panel.")
-    app_id: NonEmptyStr | None = Field(None, description="Rucio `app_id` sent by the extension.")
+    app_id: FileValue | None = Field(None, description="Rucio `app_id` sent by the extension.")
 
     @model_validator(mode="after")
     def _replica_needs_rse(self) -> RucioExtension:
@@ -121,16 +126,18 @@ class RucioInstance(Strict):
     """One Rucio deployment the users work with."""
 
     name: K8sName = Field(description="Short name; file names and the extension's instance id.")
-    display_name: NonEmptyStr = Field(description="Name shown in the JupyterLab Rucio panel.")
-    rucio_host: HttpUrl = Field(description="Rucio server URL.")
-    auth_host: HttpUrl = Field(description="Rucio authentication server URL.")
-    webui_url: HttpsUrl | None = Field(None, description="Rucio web UI URL shown in the panel.")
-    ca_cert: AbsPath | None = Field(
+    display_name: FileValue = Field(description="Name shown in the JupyterLab Rucio panel.")
+    rucio_host: FileHttpUrl = Field(description="Rucio server URL.")
+    auth_host: FileHttpUrl = Field(description="Rucio authentication server URL.")
+    webui_url: FileHttpsUrl | None = Field(None, description="Rucio web UI URL shown in the panel.")
+    ca_cert: LiteralPath = Field(
         "/etc/ssl/certs/ca-certificates.crt",
-        description="CA bundle path inside the notebook used to verify Rucio's certificate.",
+        description="CA bundle path inside the notebook used to verify Rucio's certificate. Required: "
+        "rucio-jupyterlab's download mode needs it, and every profile that does not mount the instance's "
+        "RSE gets download mode.",
     )
-    vo: NonEmptyStr | None = Field(None, description="Rucio VO (multi-VO deployments only).")
-    site_name: NonEmptyStr | None = Field(None, description="Site name reported by the extension.")
+    vo: FileValue | None = Field(None, description="Rucio VO (multi-VO deployments only).")
+    site_name: FileValue | None = Field(None, description="Site name reported by the extension.")
     account_claim: NonEmptyStr | None = Field(
         None,
         description="Claim holding the Rucio account name, used as is (first route tried). A user without "
@@ -181,6 +188,16 @@ class RucioInstance(Strict):
                 raise ValueError(f"account_transforms[{index}]: expected a transform name or {{replace: ...}}")
         return value
 
+    @field_validator("ca_cert", mode="before")
+    @classmethod
+    def _ca_cert_set(cls, value: object) -> object:
+        if value is None:
+            raise ValueError(
+                "must be set (null is refused): rucio-jupyterlab's download mode needs a CA bundle, and every "
+                "profile that does not mount this instance's RSE gets download mode"
+            )
+        return value
+
     @property
     def effective_account_template(self) -> str | None:
         """The template route's template: the one set, else `{username}` if no other route is set."""
@@ -212,11 +229,16 @@ class RucioInstance(Strict):
 class RucioSettings(Strict):
     """Rucio for every notebook: config files and tokens in a per-server Secret."""
 
-    instances: list[RucioInstance] = Field(default_factory=list, description="Rucio instances (none: no Rucio).")
+    instances: list[RucioInstance] = Field(
+        default_factory=list,
+        max_length=MAX_INSTANCES,
+        description=f"Rucio instances (none: no Rucio; at most {MAX_INSTANCES}, since each server's Secret "
+        "holds every instance's files and Kubernetes caps a Secret at 1 MiB).",
+    )
     default_instance: K8sName | None = Field(
         None, description="Instance `rucio.cfg` and the extension default to; null means the first."
     )
-    mount_path: AbsPath = Field(
+    mount_path: MountPath = Field(
         "/etc/datalake/rucio",
         description="Directory the per-server Secret is mounted at (whole directory, so rotation shows).",
     )

@@ -376,6 +376,50 @@ def register_client(
     return metadata
 
 
+def _admin(info: dict[str, Any], path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A call to the IdP's loopback admin API (bearer token from the state dir)."""
+    section = _idp_section(info)
+    url = section["registration"]["url"].rsplit("/admin/", 1)[0] + path
+    req = urllib.request.Request(  # noqa: S310 - our own loopback URL
+        url,
+        data=None if payload is None else json.dumps(payload).encode(),
+        method="GET" if payload is None else "POST",
+        headers={"Authorization": f"Bearer {section['registration']['token']}", "Content-Type": "application/json"},
+    )
+    ctx = ssl.create_default_context(cafile=section["ca"])
+    try:
+        with urllib.request.urlopen(req, timeout=_HTTP_TIMEOUT, context=ctx) as resp:  # noqa: S310
+            result: dict[str, Any] = json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        raise PlatformError(f"idp: {path} refused: {err.read().decode(errors='replace')}") from err
+    return result
+
+
+FAULT_SHAPES = ("oauth-error", "proxy-dump", "html-error", "no-access-token", "not-json", "partial")
+"""What the IdP's token endpoint can answer in fault mode (see server.mjs): each echoes real secrets."""
+
+
+def set_fault(
+    info: dict[str, Any], shape: str | None, grant_types: Sequence[str] | None = None, remaining: int | None = None
+) -> None:
+    """Make the token endpoint answer ``grant_types`` (all when None) with a ``shape`` reply echoing
+    real tokens and the client secret, for the next ``remaining`` calls (all when None); None disarms."""
+    payload: dict[str, Any] = {}
+    if shape is not None:
+        payload["shape"] = shape
+        if grant_types is not None:
+            payload["grant_types"] = list(grant_types)
+        if remaining is not None:
+            payload["remaining"] = remaining
+    _admin(info, "/admin/faults", payload)
+
+
+def fault_echoes(info: dict[str, Any]) -> list[str]:
+    """Every token and secret this IdP process's token endpoint issued or received (for leak scans)."""
+    echoed: list[str] = _admin(info, "/admin/faults")["echoed"]
+    return echoed
+
+
 def load_users(info: dict[str, Any]) -> list[dict[str, Any]]:
     """The fixture users this IdP serves (username, password, sub, groups, rucio_account, ...)."""
     users: list[dict[str, Any]] = json.loads(Path(_idp_section(info)["users_file"]).read_text())["users"]

@@ -18,15 +18,24 @@ from localplatform.base import pid_alive, state_dir
 from localplatform.hub import HubHandle, resume_hub, stop_hub
 
 from tests.support.hubclient import api, login, running_hub, spawn, stop
+from tests.support.kube import get_json
 
 pytestmark = pytest.mark.platform
 
 USER = "alice"
 
 
+TTL = 30
+"""IAM (and so Rucio) tokens live 30 s, so rotations are seen within the test."""
+
+
 @pytest.fixture(scope="module")
 def hub(platform_info: dict[str, Any]) -> Iterator[HubHandle]:
-    with running_hub(state_dir(), platform_info, "proxyrestart") as handle:
+    patch = {
+        "iam": {"refresh_age_seconds": 5, "refresh_margin_seconds": 20},
+        "rucio": {"refresh_margin_seconds": 15, "check_interval_seconds": 5},
+    }
+    with running_hub(state_dir(), platform_info, "proxyrestart", settings_patch=patch, access_token_ttl=TTL) as handle:
         _, page = login(handle, platform_info, USER, f"{USER}-password")
         assert page.status_code == 200
         yield handle
@@ -49,11 +58,27 @@ def _proxy_routes(hub: HubHandle) -> dict[str, Any]:
     return routes
 
 
+def _rucio_secrets(info: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The user's Rucio Secrets (name → their token files), found by the labels every one carries."""
+    items = get_json(
+        info, "secrets", "-n", info["controlplane"]["namespace"], "-l", "app.kubernetes.io/component=rucio-credentials"
+    )["items"]
+    return {
+        s["metadata"]["name"]: {k: v for k, v in s.get("data", {}).items() if k.startswith("token-")}
+        for s in items
+        if s["metadata"]["name"].startswith(f"jupyter-{USER}")
+    }
+
+
 def _pid(name: str) -> int:
     return int((state_dir() / "pids" / f"{name}.pid").read_text())
 
 
-def test_session_stays_reachable_while_the_hub_is_down_and_the_hub_comes_back_knowing_it(hub: HubHandle) -> None:
+def test_session_stays_reachable_while_the_hub_is_down_and_the_hub_comes_back_knowing_it(
+    hub: HubHandle, platform_info: dict[str, Any]
+) -> None:
+    """Hub stopped and started again while a server runs: the proxy keeps routing, the hub knows the
+    server, and it rotates the server's tokens again by itself, in the one Secret the server has."""
     resp = spawn(hub, USER, {"profile": "base"})
     assert resp.status_code in (201, 202), resp.text
     try:
@@ -77,6 +102,17 @@ def test_session_stays_reachable_while_the_hub_is_down_and_the_hub_comes_back_kn
         server = api(hub, "GET", f"/users/{USER}").json()["servers"].get("")
         assert server and server["ready"], server
         assert f"/user/{USER}" in _proxy_routes(hub), "the proxy lost the session's route"
+        assert _status(hub) == 200
+
+        # Rotation resumes with no user action: the server's token changes within a token's life.
+        (name, before), *others = _rucio_secrets(platform_info).items()
+        assert not others, "more than one Rucio Secret for one server"
+        assert before, "the server's Secret holds no token"
+        deadline = time.monotonic() + TTL + 30
+        while (now := _rucio_secrets(platform_info)).get(name) == before:
+            assert time.monotonic() < deadline, f"no rotation after the hub restart; hub log {hub.log}"
+            time.sleep(2)
+        assert list(now) == [name], f"duplicate Rucio Secrets after the restart: {sorted(now)}"
         assert _status(hub) == 200
     finally:
         stop(hub, USER)

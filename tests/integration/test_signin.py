@@ -20,7 +20,8 @@ from localplatform.hub import HubHandle, hub_log_text
 
 from hub_config.auth.usernames import username_candidates
 from hub_config.jwt import jwt_claims
-from tests.support.hubclient import api, login, running_hub
+from tests.support.hubclient import api, login, running_hub, spawn, stop
+from tests.support.kube import wait_no_pods
 
 pytestmark = pytest.mark.platform
 
@@ -172,22 +173,36 @@ def test_rejected_refresh_token_sends_user_to_login(hub: HubHandle, info: dict[s
 
 
 def test_idp_outage_during_login_is_a_503_and_the_hub_recovers(hub: HubHandle, info: dict[str, Any]) -> None:
-    """IdP down between its login page and the hub's callback: a clear 503; back up, login works."""
-    session = requests.Session()
-    session.verify = info["idp"]["ca_bundle"]
-    callback = f"{hub.url}hub/oauth_callback"
-    redirect = idp_mod.login_via_http(session, f"{hub.url}hub/oauth_login", "alice", "alice-password", stop_at=callback)
-    state = Path(info["idp"]["state_dir"]).parent
-    idp_mod.stop(state)
+    """IdP stopped for real between its login page and the hub's callback: a clear 503 page without a
+    traceback, a running server keeps answering; back up, login works."""
+    running = "bob"
+    login(hub, info, running, "bob-password")
+    assert spawn(hub, running, {"profile": "base"}).status_code in (201, 202)
+    status = f"{hub.url}user/{running}/api/status"
+    headers = {"Authorization": f"token {hub.service_token}"}
     try:
-        page = session.get(redirect.headers["location"], timeout=30)
-        assert page.status_code == 503
-        assert "ESCAPE IAM (the identity provider) is unavailable" in page.text
-        assert requests.get(f"{hub.url}hub/health", timeout=10).status_code == 200
+        session = requests.Session()
+        session.verify = info["idp"]["ca_bundle"]
+        callback = f"{hub.url}hub/oauth_callback"
+        redirect = idp_mod.login_via_http(
+            session, f"{hub.url}hub/oauth_login", "alice", "alice-password", stop_at=callback
+        )
+        state = Path(info["idp"]["state_dir"]).parent
+        idp_mod.stop(state)
+        try:
+            page = session.get(redirect.headers["location"], timeout=30)
+            assert page.status_code == 503
+            assert "ESCAPE IAM (the identity provider) is unavailable" in page.text
+            assert "Traceback" not in page.text and "HTTPClientError" not in page.text
+            assert requests.get(f"{hub.url}hub/health", timeout=10).status_code == 200
+            assert requests.get(status, headers=headers, timeout=10).status_code == 200, "the running server"
+        finally:
+            idp_mod.start(state)
+        _, page = login(hub, info, "alice", "alice-password")
+        assert page.status_code == 200
     finally:
-        idp_mod.start(state)
-    _, page = login(hub, info, "alice", "alice-password")
-    assert page.status_code == 200
+        stop(hub, running)
+        wait_no_pods(info, running)
 
 
 def test_auth_state_is_encrypted_and_no_secret_is_logged(hub: HubHandle, info: dict[str, Any]) -> None:

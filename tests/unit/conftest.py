@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 from hub_config.profiles.loader import LoadedProfile, load_profiles
 from hub_config.settings import Settings
+from tests.support.extension_schema import load_extension_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
@@ -45,3 +47,12 @@ def session_python() -> Path:
     except PlatformError as err:
         pytest.skip(f"no notebook venv: {err}")
     return venv / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def extension_schema() -> ModuleType:
+    """rucio-jupyterlab 41.0.0's own ``config/schema.py``, fetched once into the cache."""
+    schema = load_extension_schema()
+    if isinstance(schema, str):
+        pytest.skip(schema)
+    return schema

@@ -44,6 +44,7 @@ PURE = (
     "hub_config.rucio.render",
     "hub_config.rucio.secret",
     "hub_config.rucio.selection",
+    "hub_config.safevalue",
     "hub_config.schema",
     "hub_config.settings",
     "hub_config.settings_watch",

@@ -69,31 +69,88 @@ def test_credential_named_fields_are_masked(body: str) -> None:
     assert redact("the refresh_token has expired") == "the refresh_token has expired"
 
 
-def test_hub_log_lines_are_redacted_whoever_logs_them(tmp_path: object) -> None:
-    """OAuthenticator logs the IdP's reply at ERROR on a failed refresh: the hub log never shows its token."""
+def test_hub_log_lines_are_redacted_whoever_logs_them() -> None:
+    """OAuthenticator logs the IdP's reply on ``tornado.application`` (JupyterHub parents tornado's
+    loggers to its own): neither that line nor a traceback carrying the reply shows a token."""
     import io
     import logging
 
     from hub_config.logs import HUB_LOGGER, route_to_hub_log
 
     ours = logging.getLogger("hub_config")
-    before_handlers, before_filters = list(ours.handlers), list(logging.getLogger(HUB_LOGGER).filters)
+    before_handlers, before_factory = list(ours.handlers), logging.getLogRecordFactory()
+    tornado = logging.getLogger("tornado.application")
+    before_parent, before_propagate = tornado.parent, tornado.propagate
     route_to_hub_log()
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     hub = logging.getLogger(HUB_LOGGER)
     hub.addHandler(handler)
     hub.setLevel(logging.INFO)
+    tornado.parent, tornado.propagate = hub, True  # as JupyterHub's init_logging does
     leaked = secrets.token_urlsafe(24)
+    opaque = secrets.token_urlsafe(32)
     try:
         hub.error("Error refreshing auth with %s: %s", "iam", f'{{"error":"x","refresh_token":"{leaked}"}}')
+        tornado.error("Error fetching 400 POST https://iam/token: %s", f'{{"error_description": "bad {opaque}"}}')
+        try:
+            raise RuntimeError(f"Bad response: {{'rt': '{opaque}'}}")
+        except RuntimeError:
+            tornado.exception("Uncaught exception")
         logging.getLogger("hub_config.rucio_service.rotator").warning("token %s", _jwt())
         hub.info("Profiles refused:\nprofiles/a.yaml:3: slug: bad")
     finally:
         hub.removeHandler(handler)
         ours.handlers[:] = before_handlers  # leave the process's logging as other tests expect it
-        hub.filters[:] = before_filters
+        logging.setLogRecordFactory(before_factory)
+        tornado.parent, tornado.propagate = before_parent, before_propagate
     text = stream.getvalue()
-    assert leaked not in text and "eyJ" not in text
-    assert text.count(MASK) == 2
+    assert leaked not in text and "eyJ" not in text and opaque not in text
+    assert "Uncaught exception" in text and "RuntimeError: Bad response" in text, "the traceback is still there"
     assert "Profiles refused:\nprofiles/a.yaml:3: slug: bad" in text, "our own multi-line messages stay intact"
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        pytest.param(lambda t: f"error_description: token {t} was revoked", id="free-text"),
+        pytest.param(lambda t: f"Authorization: Basic {base64.b64encode(f'hub:{t}'.encode()).decode()}", id="basic"),
+        pytest.param(
+            lambda t: f"ctx={urllib.parse.quote(base64.b64encode(t.encode()).decode(), safe='')}", id="b64-url"
+        ),
+        pytest.param(lambda t: f"bad token starting {t[:20]}, expired", id="piece"),
+    ],
+)
+def test_unknown_opaque_tokens_are_masked_by_shape(echo: object) -> None:
+    """A refresh token nobody told the caller about (opaque, not a JWT), in free text, any encoding."""
+    assert callable(echo)
+    for _ in range(50):
+        token = secrets.token_urlsafe(32)
+        out = redact(echo(token), limit=10_000)
+        assert token[:20] not in out and MASK in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "302 GET /hub/oauth_login?next=%2Fhub%2Fspawn%2Fdave-2esmith -> https://127.0.0.1:8443/authorize",
+        "Rucio is partly ready: working: CTA (rucio --config /etc/datalake/rucio/rucio-cta.cfg)",
+        "hub_config.errors.TokenExchangeRefused: SSLCertVerificationError in DatalakeOAuthenticator",
+        "jupyter-dave-2esmith-a1b2c3d4 in namespace datalake-hub-rucio-recovery, uid 8f14e45f-ceea-467f-a8f1",
+    ],
+)
+def test_names_paths_and_urls_are_not_tokens(text: str) -> None:
+    assert redact(text, limit=10_000) == text
+
+
+def test_a_remembered_secret_is_masked_everywhere() -> None:
+    """The IAM client secret, read once at start, is masked in every later redaction of the process."""
+    from hub_config import redact as module
+
+    secret = "client-secret-" + secrets.token_hex(8)  # lowercase: not masked by shape
+    assert redact(f"secret={secret}"[7:]) == secret
+    try:
+        module.remember_secret(secret)
+        assert secret not in redact(f"upstream said {secret[3:25]}") and secret not in redact(secret)
+    finally:
+        module._PROCESS_SECRETS.discard(secret)

@@ -388,6 +388,40 @@ async def test_no_instance_while_the_idp_answers_is_permanent(
     await rotator.close()
 
 
+async def test_an_exchange_the_idp_fails_is_transient_even_while_it_answers_probes(
+    reference_settings: Settings, shipped_profiles: list[LoadedProfile], clock: Clock
+) -> None:
+    """The exchange got a 502 (or a 200 without a token) while the token endpoint answers a probe:
+    the server is retried, not parked; every instance refusing for a permanent reason is parked."""
+    profile = _rucio_profile(reference_settings, shipped_profiles)
+    rotator = Rotator(margin=30, interval=30, concurrency=8, clock=clock, probe=Idp().probe)
+    bad_gateway = IdPUnavailable("token exchange", "https://iam/token", "HTTP 502", status=502)
+    failed = Provisioned("s", warnings=["Local Rucio: the identity provider is unreachable"], errors={"x": bad_gateway})
+
+    async def retried(server: ServerRucio, provisioner: _Provisioner) -> None:
+        await server.start(profile)
+        assert rotator.tracked(server.key) is None, "parked for a transient failure"
+        await server.resume()
+        t = rotator.tracked(server.key)
+        assert t is not None and t.stopped is None
+        with pytest.raises(IdPUnavailable):
+            await server.rotate()
+
+    await _server(reference_settings, failed, rotator, profile, _User(), retried)
+    rotator.untrack("hub/jupyter-alice")
+
+    refused = TokenExchangeRefused("token exchange", "https://iam/token", status=400, error="invalid_scope")
+    permanent = Provisioned("s", warnings=["Local Rucio: refused"], errors={"x": refused})
+
+    async def parked(server: ServerRucio, provisioner: _Provisioner) -> None:
+        await server.start(profile)
+        t = rotator.tracked(server.key)
+        assert t is not None and t.stopped is not None
+
+    await _server(reference_settings, permanent, rotator, profile, _User(), parked)
+    await rotator.close()
+
+
 def test_retry_bounds_must_be_ordered(minimal: dict[str, Any]) -> None:
     """rotation_retry_min_seconds above the max is refused when the settings load."""
     from pydantic import ValidationError

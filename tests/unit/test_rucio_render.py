@@ -8,17 +8,11 @@ rucio-clients 41.5.1 and rucio-jupyterlab 41.0.0) — by the real Rucio client a
 
 from __future__ import annotations
 
-import ast
 import base64
 import configparser
-import importlib.util
 import json
 import os
 import subprocess
-import sys
-import tarfile
-import tempfile
-import zipfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -27,6 +21,7 @@ import jsonschema
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from hub_config.profiles.model import Profile
 from hub_config.rucio import (
@@ -51,9 +46,8 @@ from hub_config.rucio import (
 from hub_config.settings import Settings
 from hub_config.settings.rucio import RucioInstance
 from tests.support.expected import EXPECTED, assert_matches_stored, fake_jwt
+from tests.support.extension_schema import validate_extension
 
-EXTENSION_VERSION = "41.0.0"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "datalake-hub"
 ISSUER = "https://iam-escape.cern.ch/"
 
 SITE: dict[str, Any] = {
@@ -331,17 +325,25 @@ def test_extension_config_matches_stored(settings: Settings, profile: Profile, e
         modes=extension_modes(rucio, profile),
     )
     assert_matches_stored(f"rucio/extension-{profile.slug}", config)
-    _validate_extension(config, extension_schema)
+    validate_extension(config, extension_schema)
     for inst in config["RucioConfig"]["instances"]:
         assert inst["oidc_auth"] == "file"
         assert inst["oidc_file_name"] == f"/etc/datalake/rucio/token-{inst['name']}"
 
 
-def test_extension_download_mode_needs_ca_cert(settings: Settings) -> None:
-    """rucio-jupyterlab requires `rucio_ca_cert` in download mode: refused here, not in the notebook."""
-    cta = settings.rucio.instances[1].model_copy(update={"ca_cert": None})
-    with pytest.raises(ExtensionConfigError, match="ca_cert"):
-        render_extension_config([cta], default_instance="cta", token_path_for=str, modes={"cta": "download"})
+def test_extension_download_mode_needs_ca_cert_so_the_model_requires_it() -> None:
+    """rucio-jupyterlab requires `rucio_ca_cert` in download mode, which any instance can get: null is refused
+    by the settings model (with the key path), not at every spawn."""
+    site = json.loads(json.dumps(SITE))
+    site["rucio"]["instances"][1]["ca_cert"] = None
+    with pytest.raises(ValidationError) as err:
+        Settings.model_validate(site)
+    assert [e["loc"] for e in err.value.errors()] == [("rucio", "instances", 1, "ca_cert")]
+    assert "download mode needs a CA bundle" in str(err.value)
+
+
+def test_extension_config_refuses_what_the_extension_would(settings: Settings) -> None:
+    cta = settings.rucio.instances[1]
     with pytest.raises(ExtensionConfigError, match="replica mode needs"):
         render_extension_config([cta], default_instance="cta", token_path_for=str, modes={"cta": "replica"})
     with pytest.raises(ExtensionConfigError, match="default instance"):
@@ -454,73 +456,6 @@ def test_volume_mount_and_env(settings: Settings) -> None:
 
 
 # --- the real readers ------------------------------------------------------------------------
-
-
-def _extract_schema(archive: Path, target: Path) -> None:
-    member_suffix = "rucio_jupyterlab/config/schema.py"
-    if archive.suffix == ".whl":
-        with zipfile.ZipFile(archive) as zf:
-            name = next(n for n in zf.namelist() if n.endswith(member_suffix))
-            target.write_bytes(zf.read(name))
-    else:
-        with tarfile.open(archive) as tf:
-            member = next(m for m in tf.getmembers() if m.name.endswith(member_suffix))
-            fh = tf.extractfile(member)
-            assert fh is not None
-            target.write_bytes(fh.read())
-
-
-@pytest.fixture(scope="session")
-def extension_schema() -> ModuleType:
-    """rucio-jupyterlab 41.0.0's own ``config/schema.py``, fetched once into the cache.
-
-    ``pip download --no-deps`` of the pinned release; only ``schema.py`` is kept (it is pure
-    data: the fixture checks it imports nothing before loading it by path).
-    """
-    target = CACHE / f"rucio-jupyterlab-{EXTENSION_VERSION}" / "schema.py"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "download",
-                    "--no-deps",
-                    "--quiet",
-                    "-d",
-                    tmp,
-                    f"rucio-jupyterlab=={EXTENSION_VERSION}",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-            )
-            archives = sorted(Path(tmp).iterdir())
-            if proc.returncode != 0 or not archives:
-                pytest.skip(f"cannot download rucio-jupyterlab {EXTENSION_VERSION}: {proc.stderr[-300:]}")
-            partial = target.with_suffix(".part")
-            _extract_schema(archives[0], partial)
-            partial.rename(target)
-    tree = ast.parse(target.read_text())
-    assert not [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)], "schema.py imports"
-    spec = importlib.util.spec_from_file_location("rucio_jupyterlab_schema", target)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _validate_extension(config: dict[str, Any], schema: ModuleType) -> None:
-    """What ``rucio_jupyterlab.config.Config`` checks, plus each instance on its own (no anyOf fallback)."""
-    rc = config["RucioConfig"]
-    jsonschema.validate(rc["instances"], schema=schema.root)
-    for inst in rc["instances"]:
-        jsonschema.validate(inst, schema=schema.instance)
-    assert rc["default_auth_type"] in {"userpass", "x509", "x509_proxy", "oidc"}
-    assert rc["default_instance"] in {i["name"] for i in rc["instances"]}
 
 
 def test_schema_rejects_what_we_refuse(extension_schema: ModuleType) -> None:

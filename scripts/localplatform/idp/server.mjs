@@ -417,6 +417,84 @@ async function tokenExchange(ctx) {
 provider.registerGrantType(TOKEN_EXCHANGE, tokenExchange, exchangeParams, ['audience', 'resource']);
 
 // ---------------------------------------------------------------------------------------------
+// Fault mode (tests only): the token endpoint answers with bodies that echo secrets.
+//
+// `POST /admin/faults {"grant_types": [...], "shape": "...", "remaining": n}` arms it (`{}`
+// disarms it). The real grant still runs first, so the tokens a faulty reply echoes are real
+// ones: the one just issued, the refresh or subject token sent, the code verifier, the client
+// secret — verbatim, cut short, base64- or URL-encoded, as a careless IdP or proxy would.
+// `GET /admin/faults` lists every token and secret the token endpoint issued or received (faulty
+// replies or not) since the process started, for leak scans.
+
+let fault = null;
+const echoed = new Set();
+
+const b64 = (v) => Buffer.from(v).toString('base64');
+const b64url = (v) => Buffer.from(v).toString('base64url');
+
+const FAULT_SHAPES = {
+  // An OAuth error whose description and extra fields carry the tokens.
+  'oauth-error': (t) => [400, 'application/json', JSON.stringify({
+    error: 'invalid_grant',
+    error_description: `token ${t.sent} is no longer valid; a new one was issued: ${t.issued}`,
+    refresh_token: t.refresh,
+  })],
+  // A 5xx text page from a proxy in front of the IdP, dumping the request.
+  'proxy-dump': (t) => [502, 'text/plain', `upstream failed for Authorization: Basic ${b64(`${t.clientId}:${t.secret}`)}\n`
+    + `body: grant_type=x&refresh_token=${encodeURIComponent(t.refresh)}&client_secret=${encodeURIComponent(t.secret)}`],
+  // A 500 HTML error page with base64 and URL-encoded echoes.
+  'html-error': (t) => [500, 'text/html', `<html><body><h1>Internal error</h1><pre>state=${b64(t.issued)}\n`
+    + `ctx=${encodeURIComponent(b64(t.refresh))} k=${b64url(t.secret)}</pre></body></html>`],
+  // A 200 reply without an access token, the tokens under other names.
+  'no-access-token': (t) => [200, 'application/json', JSON.stringify({
+    token_type: 'Bearer', expires_in: 60, token: t.issued, rt: t.refresh, debug: `${t.clientId}:${t.secret}`,
+  })],
+  // A 200 reply that is not JSON at all (form-encoded).
+  'not-json': (t) => [200, 'application/x-www-form-urlencoded',
+    `access_token=${t.issued}&refresh_token=${t.refresh}&secret=${t.secret}`],
+  // Pieces of tokens in free text.
+  partial: (t) => [400, 'application/json', JSON.stringify({
+    error: 'invalid_request',
+    error_description: `bad token starting ${t.refresh.slice(0, 20)}, issued ${t.issued.slice(0, 40)}..., `
+      + `client ${t.secret.slice(2, 24)}`,
+  })],
+};
+
+function faultTokens(ctx) {
+  const { params = {}, client } = ctx.oidc ?? {};
+  const body = ctx.body && typeof ctx.body === 'object' ? ctx.body : {};
+  const pick = (...values) => values.find((v) => typeof v === 'string' && v.length > 0) ?? '';
+  const t = {
+    clientId: client?.clientId ?? '',
+    secret: client?.clientSecret ?? '',
+    sent: pick(params.refresh_token, params.subject_token, params.code_verifier, params.code),
+    issued: pick(body.access_token, body.id_token, body.refresh_token, params.subject_token, params.refresh_token),
+    refresh: pick(body.refresh_token, params.refresh_token, params.subject_token, params.code_verifier),
+  };
+  for (const v of [t.secret, t.sent, t.issued, t.refresh, body.access_token, body.id_token, body.refresh_token]) {
+    if (typeof v === 'string' && v.length >= 8) echoed.add(v);
+  }
+  return t;
+}
+
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.path !== '/token' || ctx.method !== 'POST') return;
+  const tokens = faultTokens(ctx); // every token endpoint call: what it issued and received is scanned for
+  if (!fault) return;
+  const grantType = ctx.oidc?.params?.grant_type;
+  if (fault.grant_types && !fault.grant_types.includes(grantType)) return;
+  if (fault.remaining !== undefined) {
+    if (fault.remaining <= 0) return;
+    fault.remaining -= 1;
+  }
+  const [status, type, body] = FAULT_SHAPES[fault.shape](tokens);
+  ctx.status = status;
+  ctx.type = type;
+  ctx.body = body;
+});
+
+// ---------------------------------------------------------------------------------------------
 // HTML: a plain form a browser and a `requests.Session` can both drive.
 
 function esc(value) {
@@ -553,6 +631,21 @@ async function handleAdmin(req, res, url) {
     }
     await provider.Client.adapter.upsert(metadata.client_id, metadata);
     return send(res, 201, JSON.stringify({ client_id: metadata.client_id }), 'application/json');
+  }
+  if (url.pathname === '/admin/faults' && req.method === 'POST') {
+    let raw = '';
+    for await (const chunk of req) raw += chunk;
+    const wanted = JSON.parse(raw || '{}');
+    if (wanted.shape !== undefined && !Object.hasOwn(FAULT_SHAPES, wanted.shape)) {
+      return send(res, 400, JSON.stringify({ error: 'unknown shape', shapes: Object.keys(FAULT_SHAPES) }),
+        'application/json');
+    }
+    fault = wanted.shape === undefined ? null : wanted;
+    return send(res, 200, JSON.stringify({ fault }), 'application/json');
+  }
+  if (url.pathname === '/admin/faults' && req.method === 'GET') {
+    return send(res, 200, JSON.stringify({ fault, shapes: Object.keys(FAULT_SHAPES), echoed: [...echoed] }),
+      'application/json');
   }
   return send(res, 404, JSON.stringify({ error: 'not_found' }), 'application/json');
 }
