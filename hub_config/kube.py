@@ -24,7 +24,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from .errors import KubeError
 from .redact import redact
 
-__all__ = ["KubeError", "SecretStore"]
+__all__ = ["KubeError", "SecretStore", "list_pods"]
 
 log = logging.getLogger("hub_config.kube")
 
@@ -183,3 +183,25 @@ class SecretStore:
             return None
         raw: dict[str, str] = secret.data or {}
         return {key: base64.b64decode(value) for key, value in raw.items()}
+
+
+async def list_pods(namespace: str, label_selector: str, *, request_timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Pods in ``namespace`` matching ``label_selector``, as the API returns them (plain dicts).
+
+    For the gateway's read of notebook pods (:mod:`hub_config.dask.gateway`), with the credentials
+    its process loaded (the chart's gateway ServiceAccount); errors become a :class:`KubeError`.
+    """
+    async with ApiClient() as api_client:
+        untyped: Any = CoreV1Api(api_client)
+        try:
+            resp = await untyped.list_namespaced_pod(
+                namespace, label_selector=label_selector, _request_timeout=request_timeout, _preload_content=False
+            )
+            data: dict[str, Any] = json.loads(await resp.read())
+        except ApiException as err:
+            raise KubeError("list", "Pod", namespace, label_selector, err.status, _api_reason(err)) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as err:
+            reason = f"cannot reach the API server ({type(err).__name__})"
+            raise KubeError("list", "Pod", namespace, label_selector, None, reason) from None
+    items: list[dict[str, Any]] = data.get("items") or []
+    return items

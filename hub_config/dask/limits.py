@@ -39,7 +39,6 @@ class GatewayLimits:
     max_cores_per_worker: float
     max_memory_per_worker: int
     """Bytes."""
-    max_clusters: int
     idle_timeout_seconds: float
 
     def as_dict(self) -> dict[str, Any]:
@@ -52,7 +51,6 @@ def _one(raw: Mapping[str, Any]) -> GatewayLimits:
         max_workers=int(raw["max_workers"]),
         max_cores_per_worker=float(raw["max_cores_per_worker"]),
         max_memory_per_worker=memory_bytes(str(raw["max_memory_per_worker"])),
-        max_clusters=int(raw["max_clusters"]),
         idle_timeout_seconds=float(raw["idle_timeout_minutes"]) * 60,
     )
 
@@ -71,7 +69,6 @@ def limits_for(table: Mapping[str, Any], groups: Iterable[str]) -> GatewayLimits
         max_workers=max(f.max_workers for f in found),
         max_cores_per_worker=max(f.max_cores_per_worker for f in found),
         max_memory_per_worker=max(f.max_memory_per_worker for f in found),
-        max_clusters=max(f.max_clusters for f in found),
         idle_timeout_seconds=max(f.idle_timeout_seconds for f in found),
     )
 

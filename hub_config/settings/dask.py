@@ -22,7 +22,6 @@ class DaskLimits(Strict):
     max_memory_per_worker: str = Field(
         "4G", pattern=MEMORY_PATTERN, description="Most memory one worker may request (K, M, G or T; 4G = 4 GiB)."
     )
-    max_clusters: int = Field(2, ge=1, le=100, description="Most clusters one user may run at once.")
     idle_timeout_minutes: float = Field(
         30, ge=1, le=7 * 24 * 60, description="A cluster with no client connected for this long is stopped."
     )

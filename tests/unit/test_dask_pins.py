@@ -18,13 +18,14 @@ PINS = REPO / "requirements" / "dask-gateway.txt"
 IMAGE_BASE = REPO / "images" / "datalake-base" / "requirements.txt"
 SESSION = REPO / "scripts" / "localplatform" / "session-requirements.txt"
 GATEWAY_VENV = REPO / "scripts" / "localplatform" / "gateway-requirements.txt"
+PYPROJECT = REPO / "pyproject.toml"
 
 
 def _pins(path: Path) -> dict[str, str]:
     """``name==version`` lines of a requirements file, names normalised as pip does (PEP 503)."""
     found: dict[str, str] = {}
     for line in path.read_text().splitlines():
-        match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", line.strip())
+        match = re.match(r"^\"?([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s\",]+)", line.strip())
         if match:
             found[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = match.group(2)
     return found
@@ -45,8 +46,9 @@ def test_the_pin_file_names_client_and_server_at_one_release() -> None:
         (IMAGE_BASE, "dask-gateway"),
         (SESSION, "dask-gateway"),
         (GATEWAY_VENV, "dask-gateway-server"),
+        (PYPROJECT, "dask-gateway-server"),
     ],
-    ids=["image", "session-venv", "gateway-venv"],
+    ids=["image", "session-venv", "gateway-venv", "test-extra"],
 )
 def test_every_install_uses_the_pinned_release(path: Path, package: str) -> None:
     """The image family, the platform's session venv (what schedulers and workers run) and the
