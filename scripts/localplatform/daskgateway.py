@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .base import PlatformError, Proc, free_port, spawn, stop_pidfile, wait_for, wait_http, write_json
+from .base import REPO_ROOT, PlatformError, Proc, free_port, spawn, stop_pidfile, wait_for, wait_http, write_json
 from .controlplane import kubectl
 from .gotools import TRAEFIK_CRDS, ensure_tool
 from .sessionenv import ensure_pinned_venv
@@ -148,11 +148,20 @@ def _start_traefik(state: Path, kubeconfig: str, ports: dict[str, int]) -> Proc:
     return proc
 
 
-def up(state: Path, info: dict[str, Any], *, jupyterhub_api_url: str, api_token_file: Path) -> dict[str, Any]:
+def up(
+    state: Path,
+    info: dict[str, Any],
+    *,
+    jupyterhub_api_url: str,
+    api_token_file: Path,
+    limits: dict[str, Any] | None = None,
+    service_name: str = "dask-gateway",
+) -> dict[str, Any]:
     """Install the CRDs and start Traefik, the controller and the API; return this run's section.
 
     ``api_token_file`` holds the gateway's hub service token (the chart reads it from a Secret into
-    ``JUPYTERHUB_API_TOKEN``); it is read here and handed to the API process only.
+    ``JUPYTERHUB_API_TOKEN``); it is read here and handed to the API process only. ``limits`` is
+    the hub's limits table (``hub_config.dask.hub.limits_table``); None runs the stock gateway.
     """
     controlplane = info.get("controlplane") or {}
     kubeconfig = controlplane.get("kubeconfig")
@@ -174,7 +183,11 @@ def up(state: Path, info: dict[str, Any], *, jupyterhub_api_url: str, api_token_
         "image": "datalake-base:local",
         "jupyterhub_api_url": jupyterhub_api_url,
         "clusters_prefix_middleware": CLUSTERS_PREFIX_MIDDLEWARE,
+        "service_name": service_name,
     }
+    if limits is not None:
+        write_json(root / "limits.json", limits)
+        run["limits_file"] = str(root / "limits.json")
     run_file = root / "run.json"
     write_json(run_file, run)
     objects = {"apiVersion": "v1", "kind": "List", "items": _api_objects(namespace, ports["api"])}
@@ -182,7 +195,12 @@ def up(state: Path, info: dict[str, Any], *, jupyterhub_api_url: str, api_token_
 
     traefik = _start_traefik(state, kubeconfig, ports)
     server = str(venv / "bin" / "dask-gateway-server")
-    env = {"DATALAKE_DASK_GATEWAY": str(run_file), "KUBECONFIG": kubeconfig, "PYTHONUNBUFFERED": "1"}
+    env = {
+        "DATALAKE_DASK_GATEWAY": str(run_file),
+        "KUBECONFIG": kubeconfig,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(REPO_ROOT),  # hub_config, as the chart mounts it into the gateway
+    }
     controller = spawn("dask-gateway-controller", [server, "kube-controller", "--config", CONFIG_FILE], state, env=env)
     token = api_token_file.read_text().strip()
     api_env = {**env, "JUPYTERHUB_API_TOKEN": token}

@@ -27,7 +27,15 @@ c.KubeClusterConfig.image = run["image"]
 c.KubeClusterConfig.namespace = run["namespace"]
 c.DaskGateway.authenticator_class = "dask_gateway_server.auth.JupyterHubAuthenticator"
 c.JupyterHubAuthenticator.jupyterhub_api_url = run["jupyterhub_api_url"]
+c.JupyterHubAuthenticator.jupyterhub_service_name = run["service_name"]
 # The gateway's own hub API token arrives as the chart passes it: JUPYTERHUB_API_TOKEN, from a Secret.
+
+# datalake-hub's part (the chart's gateway.extraConfig): per-group limits, the notebook's image and
+# its Rucio Secret for every cluster (hub_config.dask.gateway).
+if "limits_file" in run:
+    from hub_config.dask.gateway import configure_gateway
+
+    configure_gateway(c, limits_file=run["limits_file"], namespace=run["namespace"])
 
 # templates/controller/configmap.yaml
 c.KubeController.address = run["controller_address"]
