@@ -1,7 +1,7 @@
 """The hub's side of Dask Gateway: the gateway as a hub service, and what notebooks are told.
 
 The gateway authenticates each request by asking the hub who the caller's token belongs to
-(``GET /hub/api/user``). So users' server tokens must carry ``access:services!service=<gateway>``
+(``GET /hub/api/user``). So users and their server tokens must carry ``access:services!service=<gateway>``
 (the gateway refuses tokens without it, as it should) and ``read:users:groups!user`` (else the reply
 has no groups and every user gets the default limits). The notebook env points the ``dask_gateway``
 client at the gateway with JupyterHub auth; its ``JUPYTERHUB_API_TOKEN`` is the credential.
@@ -84,4 +84,7 @@ def apply_dask_gateway(c: Any, gateway: DaskGatewaySettings, *, api_token: str |
             f"access:services!service={gateway.service_name}",
         ],
     }
+    # A token never has more than its owner: users themselves must hold the access scope too.
+    user_role = {"name": "user", "scopes": ["self", f"access:services!service={gateway.service_name}"]}
     c.JupyterHub.load_roles.append(server_role)
+    c.JupyterHub.load_roles.append(user_role)

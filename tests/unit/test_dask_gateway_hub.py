@@ -117,6 +117,8 @@ def test_gateway_is_a_hub_service_and_server_tokens_may_use_it(tmp_path: Path) -
         "read:users:groups!user",
         "access:services!service=dask-gateway",
     }
+    (user_role,) = [r for r in roles if r["name"] == "user"]
+    assert user_role["scopes"] == ["self", "access:services!service=dask-gateway"]
 
 
 def test_an_unreadable_token_file_stops_the_hub_naming_the_key(tmp_path: Path) -> None:
