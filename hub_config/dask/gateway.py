@@ -101,6 +101,10 @@ def cluster_config(
         container_config["volumeMounts"] = [facts.mount]
     return {
         "image": facts.image,
+        # distributed 2026.8 (our images) ships `dask scheduler`/`dask worker` only; the gateway's
+        # defaults (`dask-scheduler`, `dask-worker`) are console scripts it no longer installs.
+        "scheduler_cmd": ["dask", "scheduler"],
+        "worker_cmd": ["dask", "worker"],
         "worker_cores": worker_cores,
         "worker_memory": worker_memory,
         "cluster_max_workers": limits.max_workers,

@@ -96,6 +96,8 @@ def test_cluster_runs_the_notebooks_image_and_mounts_its_rucio_secret_as_a_direc
     assert config["environment"] == {"RUCIO_CONFIG": "/opt/rucio/etc/rucio.cfg"}
     assert TOKEN not in json.dumps(config)
     assert config["cluster_max_workers"] == 2 and config["idle_timeout"] == 600
+    # The images' distributed has no `dask-scheduler` script any more (see the session venv).
+    assert (config["scheduler_cmd"], config["worker_cmd"]) == (["dask", "scheduler"], ["dask", "worker"])
 
 
 def test_group_members_get_their_groups_limits() -> None:
