@@ -145,6 +145,26 @@ def test_the_cluster_runs_the_notebooks_image_and_mounts_its_rucio_secret(
     assert volumes["datalake-rucio"]["secret"]["secretName"] == rucio["secret"]["secretName"]
 
 
+def test_the_scheduler_pod_acts_as_the_user_at_the_real_rucio_server(
+    cluster: dict[str, Any], info: dict[str, Any]
+) -> None:
+    """The node agent runs the scheduler pod; in it, a new Rucio `Client()` reads the mounted files
+    (the Secret the hub rotates) and the real Rucio server answers with alice's account."""
+    name = f"dask-scheduler-{cluster['metadata']['name']}"
+    code = "from rucio.client import Client; print('ACCOUNT', Client().whoami()['account'])"
+    deadline = time.monotonic() + 90
+    out = ""
+    while time.monotonic() < deadline:
+        try:
+            out = pod_exec(info, name, ["python", "-c", code], timeout=60).stdout
+        except AssertionError as err:  # the agent has not started it yet
+            out = str(err)
+        if "ACCOUNT" in out:
+            break
+        time.sleep(2)
+    assert "ACCOUNT alice" in out, out
+
+
 def user_token(hub: HubHandle, username: str) -> str:
     """A token of ``username`` with what a server token has for the gateway (made by the admin service)."""
     scopes = ["access:services!service=dask-gateway", "read:users:groups!user"]
