@@ -31,11 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..rucio.secret import VOLUME_NAME
 from .limits import GatewayLimits, check_request, limits_for
 
 __all__ = ["ClusterOptions", "ServerFacts", "configure_gateway", "server_facts"]
 
+VOLUME_NAME = "datalake-rucio"
+"""The notebook pod's Rucio Secret volume: ``hub_config.rucio.secret.VOLUME_NAME``, repeated because
+the gateway's image has no pydantic and ``hub_config.rucio`` needs it (a unit test keeps them equal)."""
 USERNAME_ANNOTATION = "hub.jupyter.org/username"
 SERVERNAME_ANNOTATION = "hub.jupyter.org/servername"
 SERVER_SELECTOR = "component=singleuser-server"

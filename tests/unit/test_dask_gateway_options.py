@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from dask_gateway_server.models import User
 
+from hub_config.dask import gateway
 from hub_config.dask.gateway import ClusterOptions, pick_server
 from hub_config.dask.limits import LimitError
 from hub_config.rucio.secret import VOLUME_NAME
@@ -128,3 +129,17 @@ def test_named_servers_are_not_taken_for_the_default_one() -> None:
     pods = [notebook_pod("alice", server="gpu")]
     assert pick_server(pods, "alice") is None
     assert pick_server(pods, "alice", "gpu") is pods[0]
+
+
+def test_the_gateway_looks_for_the_volume_the_hub_makes() -> None:
+    assert gateway.VOLUME_NAME == VOLUME_NAME
+
+
+def test_the_gateway_module_runs_without_pydantic() -> None:
+    """The gateway's image has dask-gateway-server, kubernetes_asyncio and aiohttp, not pydantic."""
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['pydantic'] = None\nimport hub_config.dask.gateway, hub_config.kube\nprint('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr[-2000:]
