@@ -81,7 +81,20 @@ def install_crds(kubeconfig: str) -> None:
     for manifest in (traefik_crds, DASKCLUSTER_CRD):
         # Server-side: Traefik's CRDs are too large for the last-applied annotation.
         kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(manifest), timeout=120)
-    kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in CRD_NAMES])
+    wait_for("CRDs established", lambda: _established(kubeconfig) >= set(CRD_NAMES), 60)
+
+
+def _established(kubeconfig: str) -> set[str]:
+    """Names of the CRDs the apiserver serves (condition Established; a fresh object has none yet)."""
+    listed = json.loads(kubectl(kubeconfig, "get", "crd", "-o", "json"))
+    return {
+        item["metadata"]["name"]
+        for item in listed.get("items") or []
+        if any(
+            c.get("type") == "Established" and c.get("status") == "True"
+            for c in (item.get("status") or {}).get("conditions") or []
+        )
+    }
 
 
 def _api_objects(namespace: str, api_port: int) -> list[dict[str, Any]]:

@@ -165,10 +165,18 @@ def test_the_scheduler_pod_acts_as_the_user_at_the_real_rucio_server(
     assert "ACCOUNT alice" in out, out
 
 
-def user_token(hub: HubHandle, username: str) -> str:
-    """A token of ``username`` with what a server token has for the gateway (made by the admin service)."""
+def user_token(hub: HubHandle, info: dict[str, Any], username: str, password: str) -> str:
+    """A token ``username`` makes for themselves after signing in (as on the hub's token page), with
+    what a server's token has for the gateway."""
+    session, page = login(hub, info, username, password)
+    assert page.status_code == 200
     scopes = ["access:services!service=dask-gateway", "read:users:groups!user"]
-    resp = api(hub, "POST", f"/users/{username}/tokens", json={"scopes": scopes, "expires_in": 600})
+    resp = session.post(
+        f"{hub.api_url}/users/{username}/tokens",
+        json={"scopes": scopes, "expires_in": 600},
+        headers={"X-XSRFToken": session.cookies.get("_xsrf", "")},
+        timeout=30,
+    )
     assert resp.status_code in (200, 201), resp.text
     token: str = resp.json()["token"]
     return token
@@ -178,13 +186,12 @@ def test_another_user_can_neither_see_nor_stop_the_cluster(
     gateway: tuple[HubHandle, dict[str, Any]], cluster: dict[str, Any], info: dict[str, Any]
 ) -> None:
     hub, section = gateway
-    assert login(hub, info, "bob", "bob-password")[1].status_code == 200
-    headers = {"Authorization": f"jupyterhub {user_token(hub, 'bob')}"}
+    headers = {"Authorization": f"jupyterhub {user_token(hub, info, 'bob', 'bob-password')}"}
     name = f"{cluster['metadata']['namespace']}.{cluster['metadata']['name']}"
     base = f"{section['address']}/api/v1/clusters"
     assert requests.get(f"{base}/", headers=headers, timeout=10).json() == {}
-    assert requests.get(f"{base}/{name}", headers=headers, timeout=10).status_code == 404
-    requests.delete(f"{base}/{name}", headers=headers, timeout=10)
+    assert requests.get(f"{base}/{name}", headers=headers, timeout=10).status_code == 403
+    assert requests.delete(f"{base}/{name}", headers=headers, timeout=10).status_code == 403
     still = get_json(info, "daskclusters", "-n", cluster["metadata"]["namespace"], cluster["metadata"]["name"])
     assert not still["metadata"].get("deletionTimestamp")
     assert still["spec"].get("status", "") != "STOPPED" and still.get("status", {}).get("phase") != "STOPPED"
