@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .auth import apply_auth, apply_auth_state_key, discover, read_client_secret
+from .dask.hub import apply_dask_gateway, read_gateway_token
 from .errors import AuthConfigError, ConfigError, DiscoveryError
 from .logs import route_to_hub_log
 from .pages import apply_pages
@@ -57,6 +58,7 @@ def apply(c: Any, settings: Settings, *, hub_url: str | None = None) -> ProfileS
     rucio, rotator = _rucio_services(settings, token_url=endpoints.token_url, client_secret=client_secret)
     apply_spawner(c, settings, profiles, rucio=rucio, rotator=rotator)
     apply_pages(c, settings)
+    apply_dask_gateway(c, settings.dask_gateway, api_token=read_gateway_token(settings.dask_gateway))
     return profiles
 
 

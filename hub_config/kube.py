@@ -18,14 +18,14 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio.client import ApiClient, CoreV1Api
+from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .errors import KubeError
 from .metrics import METRICS, SECRET_OPERATIONS
 from .redact import redact
 
-__all__ = ["KubeError", "SecretStore"]
+__all__ = ["KubeError", "SecretStore", "delete_dask_clusters", "list_pods"]
 
 log = logging.getLogger("hub_config.kube")
 
@@ -194,3 +194,63 @@ class SecretStore:
             return None
         raw: dict[str, str] = secret.data or {}
         return {key: base64.b64decode(value) for key, value in raw.items()}
+
+
+async def list_pods(namespace: str, label_selector: str, *, request_timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Pods in ``namespace`` matching ``label_selector``, as the API returns them (plain dicts).
+
+    For the gateway's read of notebook pods (:mod:`hub_config.dask.gateway`), with the credentials
+    its process loaded (the chart's gateway ServiceAccount); errors become a :class:`KubeError`.
+    """
+    async with ApiClient() as api_client:
+        untyped: Any = CoreV1Api(api_client)
+        try:
+            resp = await untyped.list_namespaced_pod(
+                namespace, label_selector=label_selector, _request_timeout=request_timeout, _preload_content=False
+            )
+            data: dict[str, Any] = json.loads(await resp.read())
+        except ApiException as err:
+            raise KubeError("list", "Pod", namespace, label_selector, err.status, _api_reason(err)) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as err:
+            reason = f"cannot reach the API server ({type(err).__name__})"
+            raise KubeError("list", "Pod", namespace, label_selector, None, reason) from None
+    items: list[dict[str, Any]] = data.get("items") or []
+    return items
+
+
+DASK_GROUP, DASK_VERSION, DASK_PLURAL = "gateway.dask.org", "v1alpha1", "daskclusters"
+
+
+async def delete_dask_clusters(
+    api_client: ApiClient, namespace: str, username: str, *, timeout: float = 10.0
+) -> list[str]:
+    """Delete the DaskCluster objects the gateway made for ``username`` in ``namespace``; their names.
+
+    The gateway's controller then stops their scheduler and worker pods. The object records its
+    owner in ``spec.username`` (not a label), so the list is filtered here. Needs list and delete on
+    daskclusters (the chart's hub Role grants them when the gateway is on).
+    """
+    untyped: Any = CustomObjectsApi(api_client)
+    where = f"{DASK_PLURAL} of {username}"
+    try:
+        listed = await untyped.list_namespaced_custom_object(
+            DASK_GROUP, DASK_VERSION, namespace, DASK_PLURAL, _request_timeout=timeout
+        )
+    except ApiException as err:
+        raise KubeError("list", "DaskCluster", namespace, where, err.status, _api_reason(err)) from None
+    except (TimeoutError, aiohttp.ClientError, OSError) as err:
+        raise KubeError("list", "DaskCluster", namespace, where, None, type(err).__name__) from None
+    names = [
+        item["metadata"]["name"]
+        for item in listed.get("items") or []
+        if (item.get("spec") or {}).get("username") == username
+    ]
+    for name in names:
+        try:
+            await untyped.delete_namespaced_custom_object(
+                DASK_GROUP, DASK_VERSION, namespace, DASK_PLURAL, name, _request_timeout=timeout
+            )
+        except ApiException as err:
+            if err.status != 404:
+                raise KubeError("delete", "DaskCluster", namespace, name, err.status, _api_reason(err)) from None
+    return names

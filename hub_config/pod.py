@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .dask.hub import notebook_environment
 from .profiles.model import Profile
 from .rucio.secret import build_secret_volume, default_instance, env_for
 from .rucio.selection import gets_rucio, instances_for
@@ -65,9 +66,14 @@ def security_contexts(settings: Settings) -> tuple[dict[str, Any], dict[str, Any
 
 
 def base_environment(settings: Settings) -> dict[str, str]:
-    """Variables every server gets, whatever its profile: the site's name and where the image's
-    start-up hook finds the user's start-up script (``datalake.spawner.startup_script``)."""
-    return {"DATALAKE_SITE_NAME": settings.site_name, **startup_script_env(settings.spawner)}
+    """Variables every server gets, whatever its profile: the site's name, where the image's
+    start-up hook finds the user's start-up script (``datalake.spawner.startup_script``) and, when
+    the site runs Dask Gateway, where ``dask_gateway.Gateway()`` finds it."""
+    return {
+        "DATALAKE_SITE_NAME": settings.site_name,
+        **startup_script_env(settings.spawner),
+        **notebook_environment(settings.dask_gateway),
+    }
 
 
 def build_pod_wiring(settings: Settings, profile: Profile, *, image: str, rucio_secret: str | None) -> PodWiring:

@@ -69,6 +69,16 @@ CHART_VALUES_KEYS: dict[str, dict[str, Any]] = {
                     "key": {"type": "string", "description": "Key in the Secret.", "default": "crypt-key"},
                 },
             },
+            "daskGatewayApiToken": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "Secret holding Dask Gateway's hub API token (with `datalake.dask_gateway.enabled`); "
+                "mounted into the hub at `datalake.dask_gateway.api_token_file`.",
+                "properties": {
+                    "name": {"type": ["string", "null"], "description": "Secret name."},
+                    "key": {"type": "string", "description": "Key in the Secret.", "default": "api-token"},
+                },
+            },
         },
     },
     "monitoring": {

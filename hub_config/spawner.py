@@ -31,7 +31,8 @@ from tornado import web
 from traitlets import Any as AnyTrait
 
 from . import stop_notices
-from .errors import ChoiceError
+from .errors import ChoiceError, KubeError
+from .kube import delete_dask_clusters
 from .metrics import METRICS
 from .pod import PodWiring, base_environment, build_pod_wiring, merge_site_entries, security_contexts
 from .profiles.kubespawner import (
@@ -298,14 +299,30 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
 
     async def stop(self, now: bool = False) -> None:
         METRICS.server_stopped(self._metrics_key)
+        retrying = getattr(self, "_start_pending", False) and not getattr(self, "_stop_pending", False)
+        if not retrying:
+            await self._stop_dask_clusters()
         rucio = self._rucio()
         if rucio is None:
             await super().stop(now=now)
             return
         # KubeSpawner itself stops while starting when its pod create timed out but the pod was
         # made, or an old pod had the name (409); it then creates the pod again.
-        retrying = getattr(self, "_start_pending", False) and not getattr(self, "_stop_pending", False)
         await rucio.stop(functools.partial(super().stop, now=now), retrying_start=retrying)
+
+    async def _stop_dask_clusters(self) -> None:
+        """The user's Dask clusters end with their default server (the one they run alongside, see
+        ``hub_config.dask.gateway``), before its Rucio Secret goes: no worker outlives its owner's
+        session. A failure is logged, never blocks the stop."""
+        if self.name or not self._settings().dask_gateway.enabled:
+            return
+        try:
+            names = await delete_dask_clusters(self.api.api_client, self.namespace, self.user.name)
+        except KubeError as err:
+            self.log.warning("could not stop %s's Dask clusters: %s", self.user.name, err)
+            return
+        if names:
+            self.log.info("stopped %d Dask cluster(s) of %s with their server", len(names), self.user.name)
 
     def _max_runtime_hours(self) -> float | None:
         reflector = getattr(self, "pod_reflector", None)

@@ -7,4 +7,7 @@
 {{- if and (dig "rbac" "create" true $z) (not (dig "hub" "serviceAccount" "create" true $z)) (not (dig "hub" "serviceAccount" "name" "" $z)) }}
 {{- fail "jupyterhub.hub.serviceAccount.create is false and no name is set: the hub would run as the namespace's `default` ServiceAccount, which the chart will not grant Secret access; set jupyterhub.hub.serviceAccount.name" }}
 {{- end }}
+{{- if and (dig "dask_gateway" "enabled" false (.Values.datalake | default dict)) (not (dig "daskGatewayApiToken" "name" "" (.Values.secrets | default dict))) }}
+{{- fail "datalake.dask_gateway.enabled is true but secrets.daskGatewayApiToken.name is not set: the hub would not know the gateway's token (name the Secret holding it)" }}
+{{- end }}
 {{- end }}

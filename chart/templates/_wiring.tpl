@@ -40,6 +40,16 @@
 {{- $volumes = append $volumes (dict "name" "datalake-iam-client-secret" "secret" (dict "secretName" $secret.name "defaultMode" 288 "items" (list $item))) }}
 {{- $mounts = append $mounts (dict "name" "datalake-iam-client-secret" "mountPath" (dir $file) "readOnly" true) }}
 {{- end }}
+
+{{- /* Dask Gateway's hub API token, at datalake.dask_gateway.api_token_file, from secrets.daskGatewayApiToken */}}
+{{- $gw := get $dl "dask_gateway" | default dict }}
+{{- $gwSecret := .Values.secrets.daskGatewayApiToken | default dict }}
+{{- if and (get $gw "enabled") $gwSecret.name }}
+{{- $gwFile := get $gw "api_token_file" | default "/etc/datalake/dask-gateway/api-token" }}
+{{- $gwItem := dict "key" ($gwSecret.key | default "api-token") "path" (base $gwFile) }}
+{{- $volumes = append $volumes (dict "name" "datalake-dask-gateway-token" "secret" (dict "secretName" $gwSecret.name "defaultMode" 288 "items" (list $gwItem))) }}
+{{- $mounts = append $mounts (dict "name" "datalake-dask-gateway-token" "mountPath" (dir $gwFile) "readOnly" true) }}
+{{- end }}
 {{- toYaml (dict "volumes" $volumes "volumeMounts" $mounts) }}
 {{- end }}
 

@@ -1,5 +1,6 @@
 """Typed settings of the whole distribution (the chart's `datalake:` values block)."""
 
+from .dask import DaskGatewaySettings, DaskLimits
 from .iam import ClientSecretSource, GroupsClaim, IAMEndpoints, IAMSettings
 from .model import Announcement, ProfilesSettings, Settings
 from .rucio import RucioExtension, RucioInstance, RucioSettings, TokenExchange
@@ -10,6 +11,8 @@ __all__ = [
     "Announcement",
     "CVMFSMount",
     "ClientSecretSource",
+    "DaskGatewaySettings",
+    "DaskLimits",
     "EOSMount",
     "GPUSettings",
     "GroupsClaim",

@@ -14,6 +14,7 @@ from ..errors import ConfigError, Problem
 from ..modelbase import AbsPath, NonEmptyStr, Strict
 from ..profiles.model import Profile
 from ..yamlsource import Document, parse_yaml, problems_from_validation
+from .dask import DaskGatewaySettings
 from .iam import IAMSettings
 from .rucio import RucioSettings
 from .spawner import ImageSettings, SpawnerSettings
@@ -50,6 +51,9 @@ class Settings(Strict):
     profiles: ProfilesSettings = Field(default_factory=lambda: ProfilesSettings(), description="Server options.")
     images: ImageSettings = Field(default_factory=lambda: ImageSettings(), description="Our image family.")
     spawner: SpawnerSettings = Field(default_factory=lambda: SpawnerSettings(), description="Server defaults.")
+    dask_gateway: DaskGatewaySettings = Field(
+        default_factory=lambda: DaskGatewaySettings(), description="Scale-out through Dask Gateway (off by default)."
+    )
     announcement: Announcement | None = Field(None, description="Banner; null shows none.")
     settings_check_seconds: float = Field(
         10,

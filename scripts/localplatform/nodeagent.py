@@ -2,7 +2,8 @@
 
 kwok marks pods Running and gives them a loopback IP, but nothing runs. This agent plays the part
 of the kubelet for the pods that matter to us, those labelled ``component=singleuser-server``
-(KubeSpawner's notebook servers) or ``datalake.test/run-locally=true`` (platform tests), on nodes
+(KubeSpawner's notebook servers), ``gateway.dask.org/instance`` (Dask Gateway's schedulers and
+workers) or ``datalake.test/run-locally=true`` (platform tests), on nodes
 kwok manages. For each such pod that is Running with an IP it
 
 * materialises its volumes as files (Secret/ConfigMap/downward API/projected with the kubelet's
@@ -145,7 +146,11 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
         "log": str(proc.log),
         "label_selectors": list(LABEL_SELECTORS),
         "image_user": {"uid": IMAGE_UID, "gid": IMAGE_GID, "home": IMAGE_HOME},
-        "rewrites": {"0.0.0.0": "podIP in JUPYTERHUB_SERVICE_URL and container args"},  # noqa: S104
+        "rewrites": {
+            "0.0.0.0": "podIP in JUPYTERHUB_SERVICE_URL and container args",  # noqa: S104
+            ":PORT": "podIP:PORT in container args",
+            '--host ""': "--host podIP in container args",
+        },
     }
 
 

@@ -50,8 +50,9 @@ __all__ = ["LABEL_SELECTORS", "Agent", "main"]
 
 log = logging.getLogger("localplatform.nodeagent")
 
-LABEL_SELECTORS = ("component=singleuser-server", "datalake.test/run-locally=true")
-"""A pod with either label, on a kwok node, is run locally."""
+LABEL_SELECTORS = ("component=singleuser-server", "datalake.test/run-locally=true", "gateway.dask.org/instance")
+"""A pod with any of these labels (notebook servers, platform tests, Dask Gateway schedulers and
+workers), on a kwok node, is run locally."""
 KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 POLL_INTERVAL = 1.0
 """Seconds between pod list rounds: deletion is noticed within about this long."""

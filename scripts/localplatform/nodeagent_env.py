@@ -7,7 +7,10 @@ command names resolved on a PATH starting with the session venv's ``bin``.
 
 The one deviation from a kubelet lives here too: every pod would otherwise bind ``0.0.0.0:8888``
 on the one host network, so ``0.0.0.0`` becomes the pod's IP in ``JUPYTERHUB_SERVICE_URL`` and in
-the container's args; the process listens on its pod IP, as it would in a cluster.
+the container's args; the process listens on its pod IP, as it would in a cluster. The other
+spellings of "all interfaces" in args get the same treatment: an address ``:PORT`` (Dask's
+``--dashboard-address :8787``) becomes ``<podIP>:PORT``, and an empty ``--host`` value (the Dask
+Gateway controller's ``--host ""``) the pod IP.
 """
 
 from __future__ import annotations
@@ -112,6 +115,21 @@ def _rewrite_wildcard(text: str, pod_ip: str) -> str:
     return text.replace("0.0.0.0", pod_ip)  # noqa: S104 - the point is to replace it
 
 
+_PORT_ONLY = re.compile(r"^:[0-9]+$")
+
+
+def _rewrite_wildcard_args(argv: list[str], pod_ip: str) -> list[str]:
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] == "--host" and arg == "":
+            out.append(pod_ip)
+        elif _PORT_ONLY.match(arg):
+            out.append(f"{pod_ip}{arg}")
+        else:
+            out.append(_rewrite_wildcard(arg, pod_ip))
+    return out
+
+
 def container_argv(container: dict[str, Any], env: dict[str, str], pod_ip: str) -> list[str]:
     """``command`` + ``args`` with ``$(VAR)`` expanded and ``0.0.0.0`` made the pod IP; else the CMD.
 
@@ -120,7 +138,7 @@ def container_argv(container: dict[str, Any], env: dict[str, str], pod_ip: str) 
     argv = [expand_vars(a, env) for a in (container.get("command") or []) + (container.get("args") or [])]
     if "JUPYTERHUB_SERVICE_URL" in env:
         env["JUPYTERHUB_SERVICE_URL"] = _rewrite_wildcard(env["JUPYTERHUB_SERVICE_URL"], pod_ip)
-    return [_rewrite_wildcard(a, pod_ip) for a in argv] or list(IMAGE_CMD)
+    return _rewrite_wildcard_args(argv, pod_ip) or list(IMAGE_CMD)
 
 
 def image_paths(venv: Path) -> list[str]:

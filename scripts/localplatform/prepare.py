@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from .browser import ensure_chromium
+from .daskgateway import ensure_gateway_venv
 from .gotools import ensure_tool
 from .idp import install_node_modules
 from .prometheus import ensure_prometheus
@@ -22,7 +23,7 @@ from .sessionenv import ensure_session_venv
 
 log = logging.getLogger("localplatform.prepare")
 
-GO_TOOLS = ("kube-apiserver", "etcd", "kwok", "helm")
+GO_TOOLS = ("kube-apiserver", "etcd", "kwok", "helm", "traefik")
 
 
 def _timed(name: str, step: Callable[[], object]) -> tuple[str, float, BaseException | None]:
@@ -43,6 +44,7 @@ def _downloads() -> list[tuple[str, float, BaseException | None]]:
         ("npm ci (IdP, proxy)", install_node_modules),
         ("session venv", ensure_session_venv),
         ("Rucio server venv", ensure_server_venv),
+        ("dask-gateway-server venv", ensure_gateway_venv),
         ("Chromium (apt, for tests/e2e)", ensure_chromium),
         ("Prometheus + promtool (apt download, for the metrics tests)", ensure_prometheus),
     ]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .base import CACHE_DIR, PlatformError
 
-__all__ = ["REQUIREMENTS", "ensure_session_venv", "session_python"]
+__all__ = ["REQUIREMENTS", "ensure_pinned_venv", "ensure_session_venv", "session_python"]
 
 log = logging.getLogger("localplatform.sessionenv")
 
@@ -67,14 +67,21 @@ def _interpreter_version(python: str) -> str:
     return out.stdout.strip()
 
 
-def _key(python: str) -> str:
-    digest = hashlib.sha256(REQUIREMENTS.read_bytes())
+def _key(python: str, requirements: Path) -> str:
+    digest = hashlib.sha256(requirements.read_bytes())
     digest.update(_interpreter_version(python).encode())
     return digest.hexdigest()[:16]
 
 
 def ensure_session_venv(cache: Path | None = None) -> Path:
-    """Return the session venv's directory, building it first if this requirements set has none.
+    """Return the session venv's directory, building it first if this requirements set has none."""
+    target = ensure_pinned_venv("session", REQUIREMENTS, cache)
+    _install_image_files(target)
+    return target
+
+
+def ensure_pinned_venv(prefix: str, requirements: Path, cache: Path | None = None) -> Path:
+    """The venv ``<cache>/venvs/<prefix>-<hash>`` holding exactly ``requirements`` (a full freeze).
 
     A file lock serialises concurrent callers (two test sessions, or ``up`` racing ``make dev``).
     The venv is built in place (a venv cannot be moved: its scripts' shebangs name its path) and
@@ -83,9 +90,8 @@ def ensure_session_venv(cache: Path | None = None) -> Path:
     python = session_python()
     root = (cache or CACHE_DIR) / "venvs"
     root.mkdir(parents=True, exist_ok=True)
-    target = root / f"session-{_key(python)}"
+    target = root / f"{prefix}-{_key(python, requirements)}"
     if (target / _READY).exists():
-        _install_image_files(target)
         return target
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -94,13 +100,13 @@ def ensure_session_venv(cache: Path | None = None) -> Path:
         building = target
         shutil.rmtree(building, ignore_errors=True)
         started = time.monotonic()
-        log.info("building session venv %s from %s (takes ~2 min)", target, python)
+        log.info("building %s venv %s from %s (takes ~2 min)", prefix, target, python)
         try:
             subprocess.run([python, "-m", "venv", str(building)], check=True, timeout=300)
             pip = [str(building / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
             subprocess.run([*pip, "install", "--quiet", "--upgrade", "pip"], check=True, timeout=300)
             subprocess.run(
-                [*pip, "install", "--quiet", "--no-deps", "-r", str(REQUIREMENTS)],
+                [*pip, "install", "--quiet", "--no-deps", "-r", str(requirements)],
                 check=True,
                 timeout=_INSTALL_TIMEOUT,
             )
@@ -108,13 +114,12 @@ def ensure_session_venv(cache: Path | None = None) -> Path:
         except subprocess.CalledProcessError as err:
             shutil.rmtree(building, ignore_errors=True)
             detail = (err.stdout or "") + (err.stderr or "") if isinstance(err.stdout, str) else ""
-            raise PlatformError(f"building the session venv failed: {err}\n{detail}") from err
+            raise PlatformError(f"building the {prefix} venv failed: {err}\n{detail}") from err
         except subprocess.TimeoutExpired as err:
             shutil.rmtree(building, ignore_errors=True)
-            raise PlatformError(f"building the session venv timed out: {err}") from err
-        _install_image_files(target)
-        (target / _READY).write_text(f"{python}\n{REQUIREMENTS.read_text()}")
-        log.info("session venv ready in %.0fs", time.monotonic() - started)
+            raise PlatformError(f"building the {prefix} venv timed out: {err}") from err
+        (target / _READY).write_text(f"{python}\n{requirements.read_text()}")
+        log.info("%s venv ready in %.0fs", prefix, time.monotonic() - started)
     return target
 
 

@@ -148,6 +148,25 @@ def test_hub_may_rotate_secrets_and_nothing_else(chart: Path) -> None:
     assert binding["roleRef"]["name"] == "datalake-hub-user-secrets"
 
 
+def test_with_dask_gateway_the_hub_may_end_users_clusters(chart: Path) -> None:
+    """Dask Gateway on: the hub's Role also lists and deletes DaskCluster objects (a server's stop
+    ends its user's clusters), nothing more; off (the default), the Role is unchanged (above)."""
+    objects = _objects(
+        chart,
+        **{
+            "datalake.dask_gateway": {"enabled": True, "address": "http://gw", "proxy_address": "tls://gw:8786"},
+            "secrets.daskGatewayApiToken.name": "dask-gateway-token",
+        },
+    )
+    role = objects["Role", "datalake-hub-user-secrets"]
+    assert role["rules"][1] == {
+        "apiGroups": ["gateway.dask.org"],
+        "resources": ["daskclusters"],
+        "verbs": ["list", "delete"],
+    }
+    assert len(role["rules"]) == 2
+
+
 def test_settings_carry_no_checksum_to_depend_on(chart: Path) -> None:
     """The hub restarts itself on a settings change (settings_watch.py): no render-order checksum wiring."""
     configmap = _objects(chart, CI / "minimal-values.yaml")["ConfigMap", "datalake-hub-settings"]
@@ -205,6 +224,10 @@ def test_bad_values_are_rejected_naming_the_key(chart: Path, set_json: dict[str,
         (
             {"jupyterhub.hub.serviceAccount": {"create": False}},
             "jupyterhub.hub.serviceAccount.create is false and no name is set",
+        ),
+        (
+            {"datalake.dask_gateway": {"enabled": True, "address": "http://gw", "proxy_address": "tls://gw:8786"}},
+            "datalake.dask_gateway.enabled is true but secrets.daskGatewayApiToken.name is not set",
         ),
     ],
 )

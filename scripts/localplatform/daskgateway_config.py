@@ -1,0 +1,46 @@
+"""dask-gateway-server config for the local platform: what the dask-gateway chart's ConfigMaps say.
+
+One file for both processes, as the chart has one ConfigMap each: the gateway API
+(``dask-gateway-server --config``, templates/gateway/configmap.yaml) and the controller
+(``dask-gateway-server kube-controller --config``, templates/controller/configmap.yaml). Per-run
+values (addresses, the instance name, the hub's API URL) come from the JSON file in
+``$DATALAKE_DASK_GATEWAY``, written by :mod:`localplatform.daskgateway`; nothing is templated.
+
+Deviations from the chart, each because the platform has no cluster DNS and no pod network:
+addresses are loopback ``host:port`` pairs instead of Service DNS names.
+"""
+
+import json
+import os
+
+c = get_config()  # type: ignore[name-defined]  # noqa: F821 - provided by traitlets' config loader
+
+run = json.loads(open(os.environ["DATALAKE_DASK_GATEWAY"]).read())  # noqa: SIM115
+
+# templates/gateway/configmap.yaml
+c.DaskGateway.log_level = run.get("log_level", "INFO")
+c.DaskGateway.address = run["api_address"]
+c.DaskGateway.backend_class = "dask_gateway_server.backends.kubernetes.KubeBackend"
+c.KubeBackend.api_url = run["api_url"]
+c.KubeBackend.gateway_instance = run["instance"]
+c.KubeClusterConfig.image = run["image"]
+c.KubeClusterConfig.namespace = run["namespace"]
+c.DaskGateway.authenticator_class = "dask_gateway_server.auth.JupyterHubAuthenticator"
+c.JupyterHubAuthenticator.jupyterhub_api_url = run["jupyterhub_api_url"]
+c.JupyterHubAuthenticator.jupyterhub_service_name = run["service_name"]
+# The gateway's own hub API token arrives as the chart passes it: JUPYTERHUB_API_TOKEN, from a Secret.
+
+# datalake-hub's part (the chart's gateway.extraConfig): per-group limits, the notebook's image and
+# its Rucio Secret for every cluster (hub_config.dask.gateway).
+if "limits_file" in run:
+    from hub_config.dask.gateway import configure_gateway
+
+    configure_gateway(c, limits_file=run["limits_file"], namespace=run["namespace"])
+
+# templates/controller/configmap.yaml
+c.KubeController.address = run["controller_address"]
+c.KubeController.api_url = run["api_url"]
+c.KubeController.gateway_instance = run["instance"]
+c.KubeController.proxy_prefix = "/"
+c.KubeController.proxy_web_middlewares = [{"name": run["clusters_prefix_middleware"], "namespace": run["namespace"]}]
+c.KubeController.log_level = run.get("log_level", "INFO")
