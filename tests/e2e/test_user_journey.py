@@ -29,6 +29,10 @@ pytestmark = [pytest.mark.platform, pytest.mark.browser]
 NOTICE = "Scheduled maintenance on Tuesday 08:00-10:00 UTC: running servers will be stopped. <b>Save your work</b>."
 """A maintenance banner, as sites post them; the markup in it must show as text, not HTML."""
 SITE = "ESCAPE Data Lake (local)"
+OFFERED = ("base", "hep", "hep-slim", "datascience", "devops", "full", "ska-sdc1")
+"""The shipped options alice (group escape) is offered: all but the GPU one."""
+SCREEN = {"width": 1280, "height": 900}
+"""The screen the spawn page must fit on, every option of the default set included."""
 LAB_TIMEOUT = 180_000
 """ms: a cold JupyterLab on 2 shared cores, behind a spawn, can take a while."""
 
@@ -124,13 +128,40 @@ def test_user_signs_in_picks_an_option_watches_progress_and_uses_rucio_in_lab(
     expect_announcement(page)
     form = page.locator("#spawn_form")
     expect(form.locator("input[name=profile][value=base]")).to_be_checked()  # the default
-    for slug in ("base", "hep", "hep-slim", "datascience", "devops", "full", "ska-sdc1"):
+    for slug in OFFERED:
         expect(form.locator(f"input[name=profile][value={slug}]")).to_have_count(1)
     expect(form.locator("input[name=profile][value=gpu]")).to_have_count(0)
     expect(form).to_contain_text("JupyterLab with the Rucio client and JupyterLab panel")
-    expect(form).to_contain_text("CPU cores")
-    form.locator("select[name='profile-option-base--cores']").select_option(label="4 cores")
-    shots.take(page, "spawn", docs=True, full_page=True)
+    expect(form.locator("#profile-card-hep")).to_contain_text("Mounts home, /eos, /cvmfs, /scratch")
+
+    # Every option fits one laptop screen (1280x900, the banner included): only the chosen one's
+    # choices are shown, and choosing another, by mouse or keyboard, swaps them.
+    page.set_viewport_size(SCREEN)
+    heights = {}
+    for slug in OFFERED:
+        form.locator(f"#profile-card-{slug}").click()  # anywhere on a card chooses it
+        expect(form.locator(f"#profile-item-{slug}")).to_be_checked()
+        heights[slug] = page.evaluate("document.documentElement.scrollHeight")
+    assert max(heights.values()) <= SCREEN["height"], f"page height (px) with each option chosen: {heights}"
+    form.locator("#profile-card-base").click()
+    base_cores, hep_cores = (form.locator(f"#profile-option-{slug}--cores") for slug in ("base", "hep"))
+    cores_menus = form.get_by_role("combobox", name="CPU cores")  # what assistive technology is offered
+    expect(base_cores).to_be_visible()
+    expect(hep_cores).to_be_hidden()
+    expect(cores_menus).to_have_count(1)
+    form.locator("#profile-card-hep").click()
+    hep = page.get_by_role("radio", name="HEP analysis")
+    expect(hep).to_be_checked()
+    expect(hep_cores).to_be_visible()
+    expect(base_cores).to_be_hidden()
+    expect(cores_menus).to_have_count(1)
+    hep.focus()
+    page.keyboard.press("ArrowUp")  # a radio group: the arrow keys move the choice
+    expect(page.get_by_role("radio", name=re.compile("^Minimal"))).to_be_checked()
+    expect(base_cores).to_be_visible()
+    expect(hep_cores).to_be_hidden()
+    base_cores.select_option(label="4 cores")
+    shots.take(page, "spawn", docs=True)
     page.get_by_role("button", name="Start").click()
 
     # Progress, then JupyterLab.
