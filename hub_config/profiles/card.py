@@ -2,7 +2,7 @@
 
 A user picks among a handful of options at a glance, like ETHZ's form or jupyterhub-fancy-profiles:
 the name and one-line description, then one line of facts (the image, what it mounts, the web apps
-it offers, its resources, its Rucio instances). The card is data in the profile's `profile_list`
+it offers beside JupyterLab, its resources, its Rucio instances). The card is data in the profile's `profile_list`
 entry (`datalake_card`), so `preview` shows what the page will, and the form template
 (hub_config/templates/spawn_form.html) only lays it out.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..rucio.selection import instances_for
-from .model import Profile, memory_bytes
+from .model import WEB_APPS, Profile, memory_bytes
 
 if TYPE_CHECKING:
     from ..settings.model import Settings
@@ -75,6 +75,7 @@ def build_card(profile: Profile, settings: Settings, image: str) -> dict[str, An
         # The repository's last path segment and the tag: the registry is the same for every card.
         "image": image.rsplit("/", 1)[-1],
         "mounts": _mounts(profile, settings),
+        "web_apps": [WEB_APPS[app] for app in profile.web_apps],
         "resources": resource_summary(profile),
         "rucio": [i.display_name for i in instances_for(settings.rucio, profile)],
     }

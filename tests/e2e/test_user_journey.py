@@ -133,6 +133,8 @@ def test_user_signs_in_picks_an_option_watches_progress_and_uses_rucio_in_lab(
     expect(form.locator("input[name=profile][value=gpu]")).to_have_count(0)
     expect(form).to_contain_text("JupyterLab with the Rucio client and JupyterLab panel")
     expect(form.locator("#profile-card-hep")).to_contain_text("Mounts home, /eos, /cvmfs, /scratch")
+    expect(form.locator("#profile-card-full")).to_contain_text("Apps: JupyterLab, VS Code, TensorBoard")
+    expect(form.locator("#profile-card-base")).not_to_contain_text("Apps:")
 
     # Every option fits one laptop screen (1280x900, the banner included): only the chosen one's
     # choices are shown, and choosing another, by mouse or keyboard, swaps them.

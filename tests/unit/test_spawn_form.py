@@ -108,6 +108,8 @@ async def test_cards_show_what_each_option_gets_and_need_no_script(reference_set
         assert form.described_by[slug] in form.ids, f"{slug}: the card's text describes the radio"
     assert "<code>datalake-hep:2026.11</code>" in html
     assert "Mounts home, /eos, /cvmfs, /scratch" in html
+    assert html.count("<span>Apps: ") == 3, "devops, datascience and full offer web apps beside JupyterLab"
+    assert "<span>Apps: JupyterLab, VS Code, TensorBoard</span>" in html
     for name in form.selects:
         assert name in form.label_for, f"{name}: every menu has a label"
 
