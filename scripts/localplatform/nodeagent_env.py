@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .nodeagent_volumes import VolumeError, decode_configmap, decode_secret, downward_value, expand_vars
+from .sessionenv import IMAGE_START_COMMAND
 
 if TYPE_CHECKING:
     from .nodeagent_kube import ObjectCache
 
 __all__ = [
+    "IMAGES_DIR",
     "IMAGE_CMD",
     "IMAGE_GID",
     "IMAGE_HOME",
@@ -40,6 +42,8 @@ IMAGE_UID, IMAGE_GID, IMAGE_HOME = 1000, 100, "/home/jovyan"
 """The notebook image's user (jovyan:users) and home, used when the pod does not say otherwise."""
 IMAGE_CMD = ["jupyterhub-singleuser"]
 """The image's CMD, used when the container has neither ``command`` nor ``args``."""
+IMAGES_DIR = Path(__file__).resolve().parents[2] / "images"
+"""The notebook images' sources: what an image adds besides its Python packages is taken from here."""
 
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+)([a-zA-Z]*)$")
 _SUFFIX = {
@@ -113,14 +117,19 @@ def _rewrite_wildcard(text: str, pod_ip: str) -> str:
 
 
 def container_argv(container: dict[str, Any], env: dict[str, str], pod_ip: str) -> list[str]:
-    """``command`` + ``args`` with ``$(VAR)`` expanded and ``0.0.0.0`` made the pod IP; else the CMD.
+    """``command`` + ``args`` with ``$(VAR)`` expanded and ``0.0.0.0`` made the pod IP; else the CMD;
+    behind the image's ENTRYPOINT stand-in unless the pod sets ``command`` (which replaces it).
 
     Also rewrites ``JUPYTERHUB_SERVICE_URL`` in ``env``: the server binds what that URL says.
     """
     argv = [expand_vars(a, env) for a in (container.get("command") or []) + (container.get("args") or [])]
     if "JUPYTERHUB_SERVICE_URL" in env:
         env["JUPYTERHUB_SERVICE_URL"] = _rewrite_wildcard(env["JUPYTERHUB_SERVICE_URL"], pod_ip)
-    return [_rewrite_wildcard(a, pod_ip) for a in argv] or list(IMAGE_CMD)
+    argv = [_rewrite_wildcard(a, pod_ip) for a in argv] or list(IMAGE_CMD)
+    if not container.get("command"):
+        # No `command`: the image's ENTRYPOINT runs first (its start-up hooks), as in a cluster.
+        argv = [IMAGE_START_COMMAND, *argv]
+    return argv
 
 
 def image_paths(venv: Path) -> list[str]:
