@@ -33,6 +33,14 @@ OFFERED = ("base", "hep", "hep-slim", "datascience", "devops", "full", "ska-sdc1
 """The shipped options alice (group escape) is offered: all but the GPU one."""
 SCREEN = {"width": 1280, "height": 900}
 """The screen the spawn page must fit on, every option of the default set included."""
+WRITE_RUN = (
+    "import time; from tensorboard.compat.proto import event_pb2 as e, summary_pb2 as s; "
+    "from tensorboard.summary.writer.event_file_writer import EventFileWriter as W; "
+    "w = W('/home/jovyan/tensorboard/journey'); "
+    "[w.add_event(e.Event(step=i, wall_time=time.time(), summary=s.Summary(value=[s.Summary.Value("
+    "tag='loss', simple_value=1.0 / (i + 1))]))) for i in range(20)]; w.close(); print('run written')"
+)
+"""A notebook cell logging a small training run where TensorBoard looks (no TensorFlow needed)."""
 LAB_TIMEOUT = 180_000
 """ms: a cold JupyterLab on 2 shared cores, behind a spawn, can take a while."""
 
@@ -162,7 +170,9 @@ def test_user_signs_in_picks_an_option_watches_progress_and_uses_rucio_in_lab(
     expect(page.get_by_role("radio", name=re.compile("^Minimal"))).to_be_checked()
     expect(base_cores).to_be_visible()
     expect(hep_cores).to_be_hidden()
-    base_cores.select_option(label="4 cores")
+    # alice takes the data-science option: JupyterLab with TensorBoard beside it.
+    form.locator("#profile-card-datascience").click()
+    form.locator("#profile-option-datascience--cores").select_option(label="4 cores")
     shots.take(page, "spawn", docs=True)
     page.get_by_role("button", name="Start").click()
 
@@ -214,6 +224,23 @@ def test_user_signs_in_picks_an_option_watches_progress_and_uses_rucio_in_lab(
     output = page.locator(".jp-OutputArea-output").first
     expect(output).to_contain_text("rucio account: alice", timeout=60_000)
     shots.take(page, "notebook-rucio", docs=True)
+
+    # A training run logged to ~/tensorboard (TensorBoard's own writer), then TensorBoard from the
+    # launcher: jupyter-server-proxy starts it under alice's server URL, in a new browser tab.
+    page.keyboard.insert_text(WRITE_RUN)
+    page.keyboard.press("Shift+Enter")
+    expect(page.locator(".jp-OutputArea-output").nth(1)).to_contain_text("run written", timeout=60_000)
+    page.goto(f"{hub.url}user/alice/lab?reset")
+    tensorboard_card = page.locator(".jp-LauncherCard", has_text="TensorBoard")
+    expect(tensorboard_card).to_be_visible(timeout=LAB_TIMEOUT)
+    shots.take(page, "lab-launcher", docs=True)
+    with page.context.expect_page() as opened:
+        tensorboard_card.click()
+    board = opened.value
+    expect(board).to_have_url(re.compile(r"/user/alice/tensorboard/"), timeout=60_000)
+    expect(board.get_by_text("loss", exact=True).first).to_be_visible(timeout=90_000)
+    shots.take(board, "lab-tensorboard", docs=True)
+    board.close()
 
     # The hub's home page also carries the announcement.
     page.goto(f"{hub.url}hub/home")
