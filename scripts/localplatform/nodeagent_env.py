@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .codeserver import code_server_dir
 from .nodeagent_volumes import VolumeError, decode_configmap, decode_secret, downward_value, expand_vars
 from .sessionenv import IMAGE_START_COMMAND
 
@@ -133,12 +134,14 @@ def container_argv(container: dict[str, Any], env: dict[str, str], pod_ip: str) 
 
 
 def image_paths(venv: Path) -> list[str]:
-    """The session venv and the interpreter it was made from (its stdlib lives there)."""
+    """The session venv, the interpreter it was made from (its stdlib lives there) and code-server."""
     paths = [str(venv)]
     for line in (venv / "pyvenv.cfg").read_text().splitlines():
         key, _, value = line.partition("=")
         if key.strip() == "home":
             paths.append(str(Path(value.strip()).parent))
+    if (code_server_dir() / "bin" / "code-server").exists():
+        paths.append(str(code_server_dir()))
     return paths
 
 

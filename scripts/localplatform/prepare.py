@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from .browser import ensure_chromium
+from .codeserver import ensure_code_server
 from .gotools import ensure_tool
 from .idp import install_node_modules
 from .rucio_server import ensure_server_venv
@@ -43,6 +44,7 @@ def _downloads() -> list[tuple[str, float, BaseException | None]]:
         ("session venv", ensure_session_venv),
         ("Rucio server venv", ensure_server_venv),
         ("Chromium (apt, for tests/e2e)", ensure_chromium),
+        ("code-server (npm, Node 24 from PyPI)", ensure_code_server),
     ]
     return [_timed(name, step) for name, step in steps]
 

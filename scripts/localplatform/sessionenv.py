@@ -195,12 +195,22 @@ def _install_image_files(venv: Path) -> None:
     }
     for hook in sorted((_IMAGES_COMMON / "before-notebook.d").glob("*.sh")):
         copies[hook] = venv / "share" / "datalake" / "before-notebook.d" / hook.name
+    _link_code_server(venv)
     for src, dest in copies.items():
         wanted = src.read_bytes()
         if not dest.exists() or dest.read_bytes() != wanted:
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(wanted)
             dest.chmod(src.stat().st_mode & 0o777 | 0o444)
+
+
+def _link_code_server(venv: Path) -> None:
+    """`code-server` on the session's PATH (the venv's bin), as the devops and full images have it."""
+    from .codeserver import code_server_dir
+
+    link, wrapper = venv / "bin" / "code-server", code_server_dir() / "bin" / "code-server"
+    if wrapper.exists() and not link.is_symlink():
+        link.symlink_to(wrapper)
 
 
 def main() -> int:

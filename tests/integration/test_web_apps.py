@@ -76,7 +76,8 @@ def test_tensorboard_serves_the_users_runs_behind_the_hub(
 ) -> None:
     session, pod = alice
     name = pod["metadata"]["name"]
-    written = pod_exec(info, name, ["python", "-c", WRITE_RUN, "/home/jovyan/tensorboard/first-run"])
+    run = f"run-{time.time_ns()}"  # the home outlives the server: earlier runs may be there too
+    written = pod_exec(info, name, ["python", "-c", WRITE_RUN, f"/home/jovyan/tensorboard/{run}"])
     assert written.returncode == 0, written.stderr
 
     url = f"{hub.url}user/alice/tensorboard/"
@@ -87,17 +88,40 @@ def test_tensorboard_serves_the_users_runs_behind_the_hub(
     assert "<tf-tensorboard" in page.text or "TensorBoard" in page.text
     runs: list[str] = []
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and "first-run" not in runs:
+    while time.monotonic() < deadline and run not in runs:
         runs = session.get(f"{url}data/runs", timeout=30).json()
         time.sleep(2)
-    assert runs == ["first-run"], f"TensorBoard saw {runs}, not alice's run in her home"
+    assert run in runs, f"TensorBoard saw {runs}, not alice's new run in her home"
     print(f"TensorBoard first page through the proxy: {first:.1f} s")
 
     dave, _ = login(hub, info, "dave.smith", "dave-password")  # signed in, not an admin (bob is one)
     refused = dave.get(f"{url}data/runs", timeout=30, allow_redirects=True)
     assert refused.status_code == 403, f"dave.smith got {refused.status_code} for alice's TensorBoard"
-    assert "first-run" not in refused.text
+    assert run not in refused.text
     anonymous = requests.get(f"{url}data/runs", timeout=30, allow_redirects=False)
     assert anonymous.status_code == 302
     assert "/hub/" in anonymous.headers["Location"], anonymous.headers["Location"]
-    assert "first-run" not in anonymous.text
+    assert run not in anonymous.text
+
+
+def test_vs_code_serves_the_users_home_behind_the_hub(
+    hub: HubHandle, info: dict[str, Any], alice: tuple[requests.Session, dict[str, Any]]
+) -> None:
+    """code-server (its npm package, the version in localplatform.codeserver) in the `devops` option."""
+    session, _ = alice
+    stop(hub, "alice")
+    wait_no_pods(info, "alice")
+    assert spawn(hub, "alice", {"profile": "devops"}).status_code in (201, 202)
+    info_resp = session.get(f"{hub.url}user/alice/server-proxy/servers-info", timeout=30)
+    assert {s["name"] for s in info_resp.json()["server_processes"]} == {"code-server"}
+
+    url = f"{hub.url}user/alice/code-server/"
+    started = time.monotonic()
+    page = session.get(url, timeout=180)  # the proxy starts code-server on the first request
+    first = time.monotonic() - started
+    assert page.status_code == 200, page.text[:300]
+    assert "vscode" in page.text.lower(), page.text[:300]
+    print(f"code-server first page through the proxy: {first:.1f} s")
+
+    anonymous = requests.get(url, timeout=30, allow_redirects=False)
+    assert anonymous.status_code == 302 and "/hub/" in anonymous.headers["Location"]

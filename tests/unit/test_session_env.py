@@ -58,3 +58,15 @@ def test_a_session_gets_its_images_web_app_entries() -> None:
     assert image_files("registry.example.org/escape/datalake-base:2026.11") == []
     dockerfile = (IMAGES / "datalake-datascience" / "Dockerfile").read_text()
     assert f"datalake-datascience/jupyter-server-proxy.json {SERVER_PROXY_TARGET}" in dockerfile
+
+
+def test_code_server_is_a_version_the_images_allow() -> None:
+    """Sessions run code-server from npm; the images take it from conda-forge within a range."""
+    from localplatform.codeserver import VERSION
+    from packaging.specifiers import SpecifierSet
+
+    for image in ("datalake-devops",):
+        text = (IMAGES / image / "conda-packages.txt").read_text()
+        match = re.search(r"^code-server([<>=!][^\s#]*)", text, re.M)
+        assert match, f"{image} does not install code-server"
+        assert VERSION in SpecifierSet(match.group(1)), f"code-server {VERSION} is outside {image}'s {match.group(1)}"
