@@ -170,9 +170,9 @@ def test_user_signs_in_picks_an_option_watches_progress_and_uses_rucio_in_lab(
     expect(page.get_by_role("radio", name=re.compile("^Minimal"))).to_be_checked()
     expect(base_cores).to_be_visible()
     expect(hep_cores).to_be_hidden()
-    # alice takes the data-science option: JupyterLab with TensorBoard beside it.
-    form.locator("#profile-card-datascience").click()
-    form.locator("#profile-option-datascience--cores").select_option(label="4 cores")
+    # alice takes "Everything included": JupyterLab with VS Code and TensorBoard beside it.
+    form.locator("#profile-card-full").click()
+    form.locator("#profile-option-full--cores").select_option(label="4 cores")
     shots.take(page, "spawn", docs=True)
     page.get_by_role("button", name="Start").click()
 
@@ -241,6 +241,15 @@ def test_user_signs_in_picks_an_option_watches_progress_and_uses_rucio_in_lab(
     expect(board.get_by_text("loss", exact=True).first).to_be_visible(timeout=90_000)
     shots.take(board, "lab-tensorboard", docs=True)
     board.close()
+
+    # VS Code (code-server) from the launcher, also in a new tab under alice's server URL.
+    with page.context.expect_page() as opened:
+        page.locator(".jp-LauncherCard", has_text="VS Code").click()
+    vscode = opened.value
+    expect(vscode).to_have_url(re.compile(r"/user/alice/code-server/"), timeout=60_000)
+    expect(vscode.locator(".monaco-workbench")).to_be_visible(timeout=120_000)
+    shots.take(vscode, "lab-vscode", docs=True)
+    vscode.close()
 
     # The hub's home page also carries the announcement.
     page.goto(f"{hub.url}hub/home")
