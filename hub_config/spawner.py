@@ -23,6 +23,7 @@ import functools
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, Template
@@ -34,6 +35,7 @@ from . import stop_notices
 from .errors import ChoiceError, KubeError
 from .kube import delete_dask_clusters
 from .metrics import METRICS
+from .pages import TEMPLATES
 from .pod import PodWiring, base_environment, build_pod_wiring, merge_site_entries, security_contexts
 from .profiles.kubespawner import (
     PROFILE_KEY,
@@ -53,6 +55,12 @@ __all__ = ["DatalakeSpawner", "apply_spawner", "runtime_exceeded"]
 
 _FORM_ENVIRONMENTS: dict[tuple[str, ...], Environment] = {}
 """KubeSpawner's form environments by template path, shared by all spawners (see `_render_options_form`)."""
+
+
+@functools.cache
+def _datalake_form_environment() -> Environment:
+    """Our spawn form's environment: autoescaped (admins' descriptions are text); it caches the compiled form."""
+    return Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, auto_reload=True)
 
 
 def _form_environment(paths: tuple[str, ...]) -> Environment:
@@ -128,20 +136,34 @@ class DatalakeSpawner(KubeSpawner):  # type: ignore[misc]
         return html
 
     def _render_options_form(self, profile_list: list[dict[str, Any]]) -> str:
-        """KubeSpawner 7's form, without compiling ``form.html`` on every page view.
+        """Our compact form (templates/spawn_form.html), or KubeSpawner 7's where an operator set their own.
 
-        KubeSpawner builds a new Jinja environment per call, so the template is parsed and compiled
-        each time (about 30 ms for 50 profiles, most of the spawn page's cost: see
-        docs/performance.md); ours is callable, so it renders per view. A shared environment caches
-        the compiled template and still reloads it when the file changes (Jinja's auto_reload).
+        An operator's ``profile_form_template`` or a ``form.html`` in
+        ``additional_profile_form_template_paths`` is rendered as KubeSpawner would; without them,
+        ours. Either way the compiled template is cached: KubeSpawner builds a new Jinja
+        environment per call, parsing the template each time (about 30 ms for 50 profiles, see
+        docs/performance.md), and ours is callable, so it renders per view. Jinja's auto_reload
+        still picks up an edited file.
         """
         profile_list = self._get_initialized_profile_list(profile_list)
-        env = _form_environment(tuple(self.additional_profile_form_template_paths))
-        template: Template = (
-            env.from_string(self.profile_form_template) if self.profile_form_template else env.get_template("form.html")
-        )
+        paths = tuple(self.additional_profile_form_template_paths)
+        if self.profile_form_template:
+            template: Template = _form_environment(paths).from_string(self.profile_form_template)
+        elif paths and any((Path(p) / "form.html").is_file() for p in paths):
+            template = _form_environment(paths).get_template("form.html")
+        else:
+            template = _datalake_form_environment().get_template("spawn_form.html")
         html: str = template.render(profile_list=profile_list)
         return html
+
+    def _options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
+        """KubeSpawner's parsing, minus the free-value boxes left empty.
+
+        Our form names every free-value box (it works without script), so an empty one arrives
+        with each post; dropping it leaves the user options as KubeSpawner's own form sends them.
+        """
+        options: dict[str, Any] = super()._options_from_form(formdata)
+        return {k: v for k, v in options.items() if not (k.endswith("--unlisted-choice") and not v)}
 
     def _chosen_profile(self, entries: list[dict[str, Any]]) -> Profile:
         slug = (self.user_options or {}).get("profile") or next(e["slug"] for e in entries if e["default"])

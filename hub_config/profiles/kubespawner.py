@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ChoiceError
-from ..rucio.selection import instances_for
+from .card import build_card, describe_profile
+from .card import num as _num
 from .model import Profile, memory_bytes
 
 if TYPE_CHECKING:
@@ -55,10 +56,6 @@ def user_may_use(profile: Profile, groups: Iterable[str]) -> bool:
     return not profile.groups or bool(set(profile.groups) & set(groups))
 
 
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
 def _gpu_override(n: int, profile: Profile, settings: Settings) -> dict[str, Any]:
     gpu = settings.spawner.gpu
     tolerations = [t.model_dump(exclude_none=True) for t in (*profile.tolerations, *gpu.tolerations)]
@@ -68,34 +65,6 @@ def _gpu_override(n: int, profile: Profile, settings: Settings) -> dict[str, Any
         "node_selector": dict(gpu.node_selector),
         "tolerations": tolerations,
     }
-
-
-def describe_profile(profile: Profile, settings: Settings) -> str:
-    """One line saying what a server of this profile gets, shown on the spawn page."""
-    parts: list[str] = []
-    ch, res = profile.choices, profile.resources
-    if ch.cores:
-        lo, hi = min(ch.cores.options), max(ch.cores.options)
-        parts.append(f"{_num(lo)}–{_num(hi)} cores" if lo != hi else f"{_num(lo)} cores")
-    elif res.cpu_limit:
-        parts.append(f"{_num(res.cpu_limit)} cores")
-    if ch.memory:
-        sizes = sorted(ch.memory.options, key=memory_bytes)
-        parts.append(f"{sizes[0]}–{sizes[-1]} memory" if len(sizes) > 1 else f"{sizes[0]} memory")
-    elif res.mem_limit:
-        parts.append(f"{res.mem_limit} memory")
-    if ch.gpus and max(ch.gpus.options) > 0:
-        parts.append(f"up to {max(ch.gpus.options)} GPUs")
-    elif res.gpus:
-        parts.append(f"{res.gpus} GPU{'s' if res.gpus > 1 else ''}")
-    if ch.runtime_hours:
-        parts.append(f"stops after {max(ch.runtime_hours.options)} h at most")
-    if profile.mounts:
-        parts.append("mounts " + ", ".join(profile.mounts))
-    if rucio := instances_for(settings.rucio, profile):
-        parts.append("Rucio: " + ", ".join(i.display_name for i in rucio))
-    summary = " · ".join(parts)
-    return f"{profile.description} ({summary})" if summary else profile.description
 
 
 @dataclass(frozen=True)
@@ -177,7 +146,7 @@ CHOICE_KINDS: tuple[ChoiceKind, ...] = (
     ),
     ChoiceKind(
         field="runtime_hours",
-        title="Maximum runtime (the server is stopped after it)",
+        title="Stops after",
         label=lambda h: _plural(h, "hour"),
         override=lambda _ch, h, _t: {"extra_annotations": {RUNTIME_KEY: str(h)}},
     ),
@@ -260,6 +229,7 @@ def to_profile_entry(profile: Profile, settings: Settings) -> dict[str, Any]:
         "description": describe_profile(profile, settings),
         "default": profile.default,
         "kubespawner_override": _profile_override(profile, settings, image),
+        "datalake_card": build_card(profile, settings, image),
     }
     if options:
         entry["profile_options"] = options

@@ -16,6 +16,7 @@ from ..modelbase import IMAGE_REF_PATTERN, MEMORY_PATTERN, K8sName, NonEmptyStr,
 
 __all__ = [
     "BYTE_UNITS",
+    "WEB_APPS",
     "Choices",
     "FloatChoice",
     "ImageTagChoice",
@@ -25,6 +26,7 @@ __all__ = [
     "Profile",
     "ProfileRucio",
     "Resources",
+    "WebApp",
     "memory_bytes",
 ]
 
@@ -51,6 +53,13 @@ def _env_name(name: str) -> str:
 
 
 EnvName = Annotated[str, AfterValidator(_env_name)]
+
+
+WebApp = Literal["code-server", "tensorboard", "rstudio"]
+"""A web app an image offers beside JupyterLab, through jupyter-server-proxy (its server name there)."""
+
+WEB_APPS: dict[str, str] = {"code-server": "VS Code", "tensorboard": "TensorBoard", "rstudio": "RStudio"}
+"""What users call each web app (the launcher titles the images give them)."""
 
 
 def memory_bytes(value: str) -> int:
@@ -204,6 +213,12 @@ class Profile(Strict):
         description="Named storage mounts (see `storage`) these servers get besides home.",
     )
     rucio: ProfileRucio = Field(default_factory=lambda: ProfileRucio(), description="Rucio access.")
+    web_apps: list[WebApp] = Field(
+        default_factory=list,
+        description="Web apps the image offers beside JupyterLab (its jupyter-server-proxy launcher entries): "
+        "`code-server` (VS Code), `tensorboard`, `rstudio`. Listed on the spawn page, so list only what the "
+        "image ships.",
+    )
     env: dict[EnvName, str] = Field(default_factory=dict, description="Extra environment variables (no secrets).")
     node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels required.")
     tolerations: list[Toleration] = Field(default_factory=list, description="Extra tolerations.")
@@ -213,6 +228,8 @@ class Profile(Strict):
     def _env_and_mounts(self) -> Profile:
         if len(set(self.mounts)) != len(self.mounts):
             raise ValueError("mounts lists a name twice")
+        if len(set(self.web_apps)) != len(self.web_apps):
+            raise ValueError("web_apps lists an app twice")
         if self.resources.gpus and self.choices.gpus is not None:
             raise ValueError("set GPUs either in resources.gpus or as a choice, not both")
         return self

@@ -15,7 +15,7 @@ import subprocess
 
 from .base import PlatformError
 
-__all__ = ["PACKAGES", "chromium_path", "ensure_chromium"]
+__all__ = ["PACKAGES", "apt_install", "chromium_path", "ensure_chromium"]
 
 log = logging.getLogger("localplatform.browser")
 
@@ -37,11 +37,20 @@ def chromium_path() -> str | None:
     return None
 
 
-def _apt(*args: str) -> None:
+def apt_install(packages: tuple[str, ...], why: str) -> None:
+    """Install Debian ``packages`` (needed for ``why``) with apt-get, as root or password-less sudo."""
+    if not shutil.which("apt-get"):
+        raise PlatformError(f"{why} needs the Debian packages {' '.join(packages)}: install them")
+    log.info("installing %s with apt-get (for %s)", " ".join(packages), why)
+    _apt("update", "-q", packages=packages)
+    _apt("install", "-y", "-q", *packages, packages=packages)
+
+
+def _apt(*args: str, packages: tuple[str, ...] = PACKAGES) -> None:
     prefix: list[str] = []
     if os.geteuid() != 0:
         if not shutil.which("sudo"):
-            raise PlatformError(f"Chromium is missing: run `apt-get install {' '.join(PACKAGES)}` as root")
+            raise PlatformError(f"missing packages: run `apt-get install {' '.join(packages)}` as root")
         prefix = ["sudo", "-n"]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     cmd = [*prefix, "apt-get", *args]

@@ -22,12 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .codeserver import code_server_dir
 from .nodeagent_volumes import VolumeError, decode_configmap, decode_secret, downward_value, expand_vars
+from .sessionenv import IMAGE_START_COMMAND
 
 if TYPE_CHECKING:
     from .nodeagent_kube import ObjectCache
 
 __all__ = [
+    "IMAGES_DIR",
     "IMAGE_CMD",
     "IMAGE_GID",
     "IMAGE_HOME",
@@ -43,6 +46,8 @@ IMAGE_UID, IMAGE_GID, IMAGE_HOME = 1000, 100, "/home/jovyan"
 """The notebook image's user (jovyan:users) and home, used when the pod does not say otherwise."""
 IMAGE_CMD = ["jupyterhub-singleuser"]
 """The image's CMD, used when the container has neither ``command`` nor ``args``."""
+IMAGES_DIR = Path(__file__).resolve().parents[2] / "images"
+"""The notebook images' sources: what an image adds besides its Python packages is taken from here."""
 
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+)([a-zA-Z]*)$")
 _SUFFIX = {
@@ -131,23 +136,30 @@ def _rewrite_wildcard_args(argv: list[str], pod_ip: str) -> list[str]:
 
 
 def container_argv(container: dict[str, Any], env: dict[str, str], pod_ip: str) -> list[str]:
-    """``command`` + ``args`` with ``$(VAR)`` expanded and ``0.0.0.0`` made the pod IP; else the CMD.
+    """``command`` + ``args`` with ``$(VAR)`` expanded and ``0.0.0.0`` made the pod IP; else the CMD;
+    behind the image's ENTRYPOINT stand-in unless the pod sets ``command`` (which replaces it).
 
     Also rewrites ``JUPYTERHUB_SERVICE_URL`` in ``env``: the server binds what that URL says.
     """
     argv = [expand_vars(a, env) for a in (container.get("command") or []) + (container.get("args") or [])]
     if "JUPYTERHUB_SERVICE_URL" in env:
         env["JUPYTERHUB_SERVICE_URL"] = _rewrite_wildcard(env["JUPYTERHUB_SERVICE_URL"], pod_ip)
-    return _rewrite_wildcard_args(argv, pod_ip) or list(IMAGE_CMD)
+    argv = _rewrite_wildcard_args(argv, pod_ip) or list(IMAGE_CMD)
+    if not container.get("command"):
+        # No `command`: the image's ENTRYPOINT runs first (its start-up hooks), as in a cluster.
+        argv = [IMAGE_START_COMMAND, *argv]
+    return argv
 
 
 def image_paths(venv: Path) -> list[str]:
-    """The session venv and the interpreter it was made from (its stdlib lives there)."""
+    """The session venv, the interpreter it was made from (its stdlib lives there) and code-server."""
     paths = [str(venv)]
     for line in (venv / "pyvenv.cfg").read_text().splitlines():
         key, _, value = line.partition("=")
         if key.strip() == "home":
             paths.append(str(Path(value.strip()).parent))
+    if (code_server_dir() / "bin" / "code-server").exists():
+        paths.append(str(code_server_dir()))
     return paths
 
 

@@ -4,7 +4,8 @@
 API/projected ones through :mod:`localplatform.nodeagent_sync`, emptyDir per pod, hostPath as is,
 PVCs as a directory per claim, or per NFS export / hostPath PV so two pods share it.
 :func:`mount_plan` lists what :mod:`localplatform.nodeagent_launch` bind-mounts: the "image
-layer" (a private ``/tmp``, the home, a kubelet-style ``/etc/hosts``), then the ``volumeMounts``.
+layer" (a private ``/tmp``, the home, a kubelet-style ``/etc/hosts``, the files the pod's image
+adds, such as its web apps' launcher entries), then the ``volumeMounts``.
 
 Two liberties, both for shared home directories: a missing ``subPath`` directory is created owned
 by the pod's user (and fsGroup), as the usual NFS-home init step would leave it; the directory
@@ -18,14 +19,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .nodeagent_env import IMAGE_HOME, Identity
+from .nodeagent_env import IMAGE_HOME, IMAGES_DIR, Identity
 from .nodeagent_sync import ATOMIC_KINDS, AtomicVolume, sync_atomic
 from .nodeagent_volumes import VolumeError, apply_ownership, expand_vars
 
 if TYPE_CHECKING:
     from .nodeagent_kube import ObjectCache
 
-__all__ = ["materialise", "mount_plan"]
+__all__ = ["image_files", "materialise", "mount_plan"]
 
 log = logging.getLogger("localplatform.nodeagent")
 
@@ -142,7 +143,26 @@ def _image_layer(pod: dict[str, Any], pod_dir: Path, targets: set[str], ident: I
     hosts = _hosts_file(pod, pod_dir)
     if "/etc/hosts" not in targets:
         mounts.append({"source": str(hosts), "target": "/etc/hosts", "is_dir": False})
+    mounts.extend(image_files(pod["spec"]["containers"][0].get("image", "")))
     return mounts
+
+
+SERVER_PROXY_TARGET = "/etc/jupyter/jupyter_server_config.json"
+"""Where the images' Dockerfiles put their jupyter-server-proxy launcher entries (a config file of its
+own: Jupyter Server reads only ``jpserver_extensions`` from ``jupyter_server_config.d``)."""
+
+
+def image_files(image: str) -> list[dict[str, Any]]:
+    """Files the pod's image adds at fixed paths, read-only from images/ (the venv is shared by all images).
+
+    The image is known by its repository's last segment (``.../datalake-full:2026.11`` is
+    ``datalake-full``): its web apps' launcher entries are what the Lab of that profile shows.
+    """
+    name = image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
+    proxy = IMAGES_DIR / name / "jupyter-server-proxy.json"
+    if not name or not proxy.is_file():
+        return []
+    return [{"source": str(proxy), "target": SERVER_PROXY_TARGET, "is_dir": False, "read_only": True}]
 
 
 def _sub_path(root: Path, sub: str, ident: Identity) -> Path:

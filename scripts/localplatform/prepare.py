@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from .browser import ensure_chromium
+from .codeserver import ensure_code_server
 from .daskgateway import ensure_gateway_venv
 from .gotools import ensure_tool
 from .idp import install_node_modules
@@ -47,6 +48,7 @@ def _downloads() -> list[tuple[str, float, BaseException | None]]:
         ("dask-gateway-server venv", ensure_gateway_venv),
         ("Chromium (apt, for tests/e2e)", ensure_chromium),
         ("Prometheus + promtool (apt download, for the metrics tests)", ensure_prometheus),
+        ("code-server (npm, Node 24 from PyPI)", ensure_code_server),
     ]
     return [_timed(name, step) for name, step in steps]
 

@@ -2,7 +2,11 @@
 
 There is no container engine here, so the node agent cannot pull the notebook image; instead it
 runs the container's command from this venv, which holds what the image would
-(``jupyterhub-singleuser``, JupyterLab 4, ``notebook<7``, ``rucio-clients``, ``rucio-jupyterlab``).
+(``jupyterhub-singleuser``, JupyterLab 4, ``notebook<7``, ``rucio-clients``, ``rucio-jupyterlab``,
+``jupyter-server-proxy`` and TensorBoard for the web apps). What a test passing here proves holds
+for the images only if the versions are theirs: every pin of the images' pip layers listed in
+``IMAGE_PINS`` must be the session's too, checked before a venv is built or reused
+(`check_matches_images`) and by the unit tests.
 Building it takes about two minutes, so it is cached under ``~/.cache/datalake-hub/venvs/``,
 keyed by a hash of ``session-requirements.txt`` (and the interpreter's version): changing a pin
 builds a new venv, everything else reuses the old one.
@@ -17,6 +21,7 @@ import glob
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,7 +30,16 @@ from pathlib import Path
 
 from .base import CACHE_DIR, PlatformError
 
-__all__ = ["REQUIREMENTS", "ensure_pinned_venv", "ensure_session_venv", "session_python"]
+__all__ = [
+    "IMAGE_PINS",
+    "IMAGE_START_COMMAND",
+    "REQUIREMENTS",
+    "check_matches_images",
+    "ensure_pinned_venv",
+    "ensure_session_venv",
+    "image_pins",
+    "session_python",
+]
 
 log = logging.getLogger("localplatform.sessionenv")
 
@@ -38,11 +52,60 @@ LAB_OVERRIDES = _IMAGES_COMMON / "jupyter" / "overrides.json"
 LAB_EXTENSION = _IMAGES_COMMON / "datalake_lab"
 """Our server extension (module + the config enabling it), installed as datalake-base's Dockerfile does."""
 
+IMAGE_PINS: dict[str, frozenset[str] | None] = {
+    "datalake-base/requirements.txt": None,
+    "datalake-datascience/requirements.txt": frozenset({"tensorboard"}),
+}
+"""Image pip layers (under images/) the session runs: None takes every pin of the file, a set only
+those packages (the session serves TensorBoard, not the whole data-science stack)."""
+
+IMAGE_START = Path(__file__).with_name("image-start.sh")
+"""Stand-in for the images' ENTRYPOINT (docker-stacks' start.sh running the before-notebook.d hooks)."""
+IMAGE_START_COMMAND = "datalake-image-start"
+"""Its name in the session venv's ``bin`` (first on the pod's PATH)."""
+
 _INSTALL_TIMEOUT = 1200.0
 """Seconds a cold ``pip install`` may take before we give up (it takes ~2 minutes normally)."""
 
 _READY = ".ready"
 """Marker written last, so a half-built venv (interrupted install) is never taken as ready."""
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pins(text: str) -> dict[str, str]:
+    """``name==version`` lines of a requirements file, by canonical name (comments and ranges skipped)."""
+    pins: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if "==" in line:
+            name, _, version = line.partition("==")
+            pins[_canonical(name.split("[", 1)[0])] = version.strip()
+    return pins
+
+
+def image_pins(images: Path = _IMAGES_COMMON.parent) -> dict[str, tuple[str, str]]:
+    """The pins the session must share with the images: name -> (version, the file pinning it)."""
+    out: dict[str, tuple[str, str]] = {}
+    for rel, only in IMAGE_PINS.items():
+        for name, version in _pins((images / rel).read_text()).items():
+            if only is None or name in only:
+                out[name] = (version, rel)
+    return out
+
+
+def check_matches_images(requirements: Path = REQUIREMENTS, images: Path = _IMAGES_COMMON.parent) -> None:
+    """Raise PlatformError naming each image pin the session lacks or holds at another version."""
+    session = _pins(requirements.read_text())
+    wrong = [
+        f"{name}=={version} (images/{rel}) but the session has {session.get(name, 'none')}"
+        for name, (version, rel) in sorted(image_pins(images).items())
+        if session.get(name) != version
+    ]
+    if wrong:
+        raise PlatformError(f"{requirements.name} differs from the images: " + "; ".join(wrong))
 
 
 def session_python() -> str:
@@ -87,6 +150,7 @@ def ensure_pinned_venv(prefix: str, requirements: Path, cache: Path | None = Non
     The venv is built in place (a venv cannot be moved: its scripts' shebangs name its path) and
     the ``.ready`` marker is written last, so an interrupted build is discarded, never used.
     """
+    check_matches_images()
     python = session_python()
     root = (cache or CACHE_DIR) / "venvs"
     root.mkdir(parents=True, exist_ok=True)
@@ -130,12 +194,29 @@ def _install_image_files(venv: Path) -> None:
         LAB_OVERRIDES: venv / "share" / "jupyter" / "lab" / "settings" / "overrides.json",
         LAB_EXTENSION / "datalake_lab.py": Path(site) / "datalake_lab.py",
         LAB_EXTENSION / "datalake_lab.json": venv / "etc" / "jupyter" / "jupyter_server_config.d" / "datalake_lab.json",
+        # TensorBoard's launcher command (datalake-datascience and datalake-full copy it to /usr/local/bin).
+        _IMAGES_COMMON / "bin" / "datalake-tensorboard": venv / "bin" / "datalake-tensorboard",
+        # The image's ENTRYPOINT (start.sh running the before-notebook.d hooks), see image-start.sh.
+        IMAGE_START: venv / "bin" / IMAGE_START_COMMAND,
     }
+    for hook in sorted((_IMAGES_COMMON / "before-notebook.d").glob("*.sh")):
+        copies[hook] = venv / "share" / "datalake" / "before-notebook.d" / hook.name
+    _link_code_server(venv)
     for src, dest in copies.items():
         wanted = src.read_bytes()
         if not dest.exists() or dest.read_bytes() != wanted:
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(wanted)
+            dest.chmod(src.stat().st_mode & 0o777 | 0o444)
+
+
+def _link_code_server(venv: Path) -> None:
+    """`code-server` on the session's PATH (the venv's bin), as the devops and full images have it."""
+    from .codeserver import code_server_dir
+
+    link, wrapper = venv / "bin" / "code-server", code_server_dir() / "bin" / "code-server"
+    if wrapper.exists() and not link.is_symlink():
+        link.symlink_to(wrapper)
 
 
 def main() -> int:

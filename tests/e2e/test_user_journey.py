@@ -29,6 +29,18 @@ pytestmark = [pytest.mark.platform, pytest.mark.browser]
 NOTICE = "Scheduled maintenance on Tuesday 08:00-10:00 UTC: running servers will be stopped. <b>Save your work</b>."
 """A maintenance banner, as sites post them; the markup in it must show as text, not HTML."""
 SITE = "ESCAPE Data Lake (local)"
+OFFERED = ("base", "hep", "hep-slim", "datascience", "devops", "full", "ska-sdc1")
+"""The shipped options alice (group escape) is offered: all but the GPU one."""
+SCREEN = {"width": 1280, "height": 900}
+"""The screen the spawn page must fit on, every option of the default set included."""
+WRITE_RUN = (
+    "import time; from tensorboard.compat.proto import event_pb2 as e, summary_pb2 as s; "
+    "from tensorboard.summary.writer.event_file_writer import EventFileWriter as W; "
+    "w = W('/home/jovyan/tensorboard/journey'); "
+    "[w.add_event(e.Event(step=i, wall_time=time.time(), summary=s.Summary(value=[s.Summary.Value("
+    "tag='loss', simple_value=1.0 / (i + 1))]))) for i in range(20)]; w.close(); print('run written')"
+)
+"""A notebook cell logging a small training run where TensorBoard looks (no TensorFlow needed)."""
 LAB_TIMEOUT = 180_000
 """ms: a cold JupyterLab on 2 shared cores, behind a spawn, can take a while."""
 
@@ -124,13 +136,44 @@ def test_user_signs_in_picks_an_option_watches_progress_and_uses_rucio_in_lab(
     expect_announcement(page)
     form = page.locator("#spawn_form")
     expect(form.locator("input[name=profile][value=base]")).to_be_checked()  # the default
-    for slug in ("base", "hep", "hep-slim", "datascience", "devops", "full", "ska-sdc1"):
+    for slug in OFFERED:
         expect(form.locator(f"input[name=profile][value={slug}]")).to_have_count(1)
     expect(form.locator("input[name=profile][value=gpu]")).to_have_count(0)
     expect(form).to_contain_text("JupyterLab with the Rucio client and JupyterLab panel")
-    expect(form).to_contain_text("CPU cores")
-    form.locator("select[name='profile-option-base--cores']").select_option(label="4 cores")
-    shots.take(page, "spawn", docs=True, full_page=True)
+    expect(form.locator("#profile-card-hep")).to_contain_text(re.compile(r"Mounts home, /eos\S*, /cvmfs, /scratch"))
+    expect(form.locator("#profile-card-full")).to_contain_text("Apps: JupyterLab, VS Code, TensorBoard")
+    expect(form.locator("#profile-card-base")).not_to_contain_text("Apps:")
+
+    # Every option fits one laptop screen (1280x900, the banner included): only the chosen one's
+    # choices are shown, and choosing another, by mouse or keyboard, swaps them.
+    page.set_viewport_size(SCREEN)
+    heights = {}
+    for slug in OFFERED:
+        form.locator(f"#profile-card-{slug}").click()  # anywhere on a card chooses it
+        expect(form.locator(f"#profile-item-{slug}")).to_be_checked()
+        heights[slug] = page.evaluate("document.documentElement.scrollHeight")
+    assert max(heights.values()) <= SCREEN["height"], f"page height (px) with each option chosen: {heights}"
+    form.locator("#profile-card-base").click()
+    base_cores, hep_cores = (form.locator(f"#profile-option-{slug}--cores") for slug in ("base", "hep"))
+    cores_menus = form.get_by_role("combobox", name="CPU cores")  # what assistive technology is offered
+    expect(base_cores).to_be_visible()
+    expect(hep_cores).to_be_hidden()
+    expect(cores_menus).to_have_count(1)
+    form.locator("#profile-card-hep").click()
+    hep = page.get_by_role("radio", name="HEP analysis", exact=True)
+    expect(hep).to_be_checked()
+    expect(hep_cores).to_be_visible()
+    expect(base_cores).to_be_hidden()
+    expect(cores_menus).to_have_count(1)
+    hep.focus()
+    page.keyboard.press("ArrowUp")  # a radio group: the arrow keys move the choice
+    expect(page.get_by_role("radio", name=re.compile("^Minimal"))).to_be_checked()
+    expect(base_cores).to_be_visible()
+    expect(hep_cores).to_be_hidden()
+    # alice takes "Everything included": JupyterLab with VS Code and TensorBoard beside it.
+    form.locator("#profile-card-full").click()
+    form.locator("#profile-option-full--cores").select_option(label="4 cores")
+    shots.take(page, "spawn", docs=True)
     page.get_by_role("button", name="Start").click()
 
     # Progress, then JupyterLab.
@@ -181,6 +224,32 @@ def test_user_signs_in_picks_an_option_watches_progress_and_uses_rucio_in_lab(
     output = page.locator(".jp-OutputArea-output").first
     expect(output).to_contain_text("rucio account: alice", timeout=60_000)
     shots.take(page, "notebook-rucio", docs=True)
+
+    # A training run logged to ~/tensorboard (TensorBoard's own writer), then TensorBoard from the
+    # launcher: jupyter-server-proxy starts it under alice's server URL, in a new browser tab.
+    page.keyboard.insert_text(WRITE_RUN)
+    page.keyboard.press("Shift+Enter")
+    expect(page.locator(".jp-OutputArea-output").nth(1)).to_contain_text("run written", timeout=60_000)
+    page.goto(f"{hub.url}user/alice/lab?reset")
+    tensorboard_card = page.locator(".jp-LauncherCard", has_text="TensorBoard")
+    expect(tensorboard_card).to_be_visible(timeout=LAB_TIMEOUT)
+    shots.take(page, "lab-launcher", docs=True)
+    with page.context.expect_page() as opened:
+        tensorboard_card.click()
+    board = opened.value
+    expect(board).to_have_url(re.compile(r"/user/alice/tensorboard/"), timeout=60_000)
+    expect(board.get_by_text("loss", exact=True).first).to_be_visible(timeout=90_000)
+    shots.take(board, "lab-tensorboard", docs=True)
+    board.close()
+
+    # VS Code (code-server) from the launcher, also in a new tab under alice's server URL.
+    with page.context.expect_page() as opened:
+        page.locator(".jp-LauncherCard", has_text="VS Code").click()
+    vscode = opened.value
+    expect(vscode).to_have_url(re.compile(r"/user/alice/code-server/"), timeout=60_000)
+    expect(vscode.locator(".monaco-workbench")).to_be_visible(timeout=120_000)
+    shots.take(vscode, "lab-vscode", docs=True)
+    vscode.close()
 
     # The hub's home page also carries the announcement.
     page.goto(f"{hub.url}hub/home")

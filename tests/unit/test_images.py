@@ -111,7 +111,8 @@ def test_web_apps_have_server_proxy_entries(name: str) -> None:
     servers = json.loads(proxy.read_text())["ServerProxy"]["servers"]
     assert sorted(servers) == sorted(apps)
     dockerfile = (IMAGES / name / "Dockerfile").read_text()
-    assert "/etc/jupyter/jupyter_server_config.d/" in dockerfile
+    # Not jupyter_server_config.d/: Jupyter Server takes only jpserver_extensions from the files there.
+    assert f"{name}/jupyter-server-proxy.json /etc/jupyter/jupyter_server_config.json" in dockerfile
     conda = " ".join((IMAGES / f).read_text() for f in BY_NAME[name].get("conda", []))
     pip = " ".join((IMAGES / f).read_text() for f in BY_NAME[name]["pip"])
     for app, server in servers.items():

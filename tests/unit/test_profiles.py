@@ -150,6 +150,21 @@ def test_tolerations_node_selector_and_rucio_fields() -> None:
         Profile.model_validate({**GOOD, "tolerations": [{"key": "k", "operator": "Maybe"}]})
 
 
+def test_web_apps_are_known_and_listed_once(tmp_path: Path) -> None:
+    """An app the spawn page cannot name, or one listed twice, is refused with the file and line."""
+    assert Profile.model_validate({**GOOD, "web_apps": ["tensorboard", "code-server"]}).web_apps == [
+        "tensorboard",
+        "code-server",
+    ]
+    with pytest.raises(ValidationError, match="twice"):
+        Profile.model_validate({**GOOD, "web_apps": ["tensorboard", "tensorboard"]})
+    path = write(tmp_path, "x.yaml", "slug: x\ndisplay_name: X\ndescription: d\nimage: x\nweb_apps: [vscode]\n")
+    with pytest.raises(ConfigError) as err:
+        load_profiles([tmp_path])
+    (problem,) = messages(err)
+    assert problem.startswith(f"{path}:5: web_apps[0]: ") and "'code-server', 'tensorboard' or 'rstudio'" in problem
+
+
 # --- files ----------------------------------------------------------------------------------
 
 
@@ -270,6 +285,23 @@ def test_shipped_profiles_cover_the_image_family(shipped_profiles: list[LoadedPr
     }
     defaults = [lp.profile.slug for lp in shipped_profiles if lp.profile.default]
     assert defaults == ["base"]
+
+
+APP_WORDS = {"code-server": ("vs code", "code-server"), "tensorboard": ("tensorboard",), "rstudio": ("rstudio",)}
+
+
+def test_shipped_profiles_offer_the_web_apps_their_images_ship(shipped_profiles: list[LoadedProfile]) -> None:
+    """Each profile lists its image's web apps (images/family.toml), and no description promises one it lacks."""
+    import tomllib
+
+    family = tomllib.loads((Path(__file__).resolve().parents[2] / "images" / "family.toml").read_text())
+    shipped = {image["name"]: image.get("web_apps", []) for image in family["image"]}
+    for lp in shipped_profiles:
+        p = lp.profile
+        assert sorted(p.web_apps) == sorted(shipped[p.image]), f"{p.slug}: web_apps differ from {p.image}'s"
+        for app, words in APP_WORDS.items():
+            if any(w in p.description.lower() for w in words):
+                assert app in p.web_apps, f"{p.slug}: its description promises {app}, which {p.image} does not ship"
 
 
 def test_only_the_gpu_profile_is_group_restricted(shipped_profiles: list[LoadedProfile]) -> None:
