@@ -26,7 +26,8 @@ from traitlets.config import Config
 from hub_config.profiles.kubespawner import profile_list_for
 from hub_config.profiles.source import ProfileSource
 from hub_config.settings.model import Settings
-from hub_config.spawner import _FORM_HTML, DatalakeSpawner, apply_spawner
+from hub_config.spawn_form import _FORM_HTML
+from hub_config.spawner import DatalakeSpawner, apply_spawner
 
 from ..stack import BENCH_DIR
 from ..stats import ratio, summary
