@@ -108,8 +108,8 @@ class Watched:
     pod: str | None = None
     pid: int | None = None
     ready_at: float | None = None
-    last_read_at: float = 0.0
-    tokens: list[str] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list, repr=False)
+    """The distinct tokens read, in order (kept out of repr: a failure report shows no token)."""
     least_left: float = float(TTL)
     """The shortest lifetime left that a read of the session's token file found (seconds)."""
     vanished: bool = False
@@ -137,7 +137,6 @@ def _read_token(info: dict[str, Any], rec: Watched) -> None:
     rec.least_left = min(rec.least_left, left)
     if not rec.tokens or rec.tokens[-1] != token:
         rec.tokens.append(token)
-    rec.last_read_at = time.monotonic()
 
 
 def _poll(hub: HubHandle, info: dict[str, Any], recs: dict[str, Watched]) -> None:
