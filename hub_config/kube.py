@@ -22,7 +22,6 @@ from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .errors import KubeError
-from .metrics import METRICS, SECRET_OPERATIONS
 from .redact import redact
 
 __all__ = ["KubeError", "SecretStore", "delete_dask_clusters", "list_pods"]
@@ -105,8 +104,7 @@ class SecretStore:
             reason = f"cannot reach the API server ({type(err).__name__}: {redact(err, _secret_values(data))})"
             raise KubeError(action, "Secret", namespace, name, None, reason) from None
         finally:
-            if action in SECRET_OPERATIONS:
-                METRICS.secret_write(action, outcome)
+            _count_secret_write(action, outcome)
 
     def _patch(self, namespace: str, name: str, patch: dict[str, Any]) -> Callable[[], Awaitable[Any]]:
         return lambda: self._untyped.patch_namespaced_secret(
@@ -254,3 +252,15 @@ async def delete_dask_clusters(
             if err.status != 404:
                 raise KubeError("delete", "DaskCluster", namespace, name, err.status, _api_reason(err)) from None
     return names
+
+
+def _count_secret_write(action: str, outcome: str) -> None:
+    """Count a Secret write on the hub's ``/hub/metrics``.
+
+    Imported here, not at the top: the Dask Gateway's process imports this module for
+    :func:`list_pods` and has no prometheus_client (nor any metric of ours to serve).
+    """
+    from .metrics import METRICS, SECRET_OPERATIONS
+
+    if action in SECRET_OPERATIONS:
+        METRICS.secret_write(action, outcome)

@@ -152,3 +152,18 @@ def test_config_writes_are_one_apply_function_per_concern() -> None:
         if ast.unparse(t).startswith("c.")
     ]
     assert writes == []
+
+
+def test_the_dask_gateway_config_needs_no_hub_only_packages() -> None:
+    """The gateway's process runs `hub_config.dask.gateway` (which lists pods through `kube.py`)
+    without the hub's prometheus_client, jupyterhub or kubespawner: importing and configuring it
+    must not pull them in (a merge once made every gateway start fail on prometheus_client)."""
+    code = (
+        "import sys\n"
+        "for banned in ('prometheus_client', 'jupyterhub', 'kubespawner', 'oauthenticator'):\n"
+        "    sys.modules[banned] = None\n"
+        "import hub_config.kube, hub_config.dask.gateway\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
