@@ -37,13 +37,17 @@ def chromium_path() -> str | None:
     return None
 
 
-def apt_install(packages: tuple[str, ...], why: str) -> None:
-    """Install Debian ``packages`` (needed for ``why``) with apt-get, as root or password-less sudo."""
+def apt_install(packages: tuple[str, ...], why: str, *, recommends: bool = True) -> None:
+    """Install Debian ``packages`` (needed for ``why``) with apt-get, as root or password-less sudo.
+
+    ``recommends=False`` installs what the packages need and no more, as an image's apt layer does.
+    """
     if not shutil.which("apt-get"):
         raise PlatformError(f"{why} needs the Debian packages {' '.join(packages)}: install them")
     log.info("installing %s with apt-get (for %s)", " ".join(packages), why)
     _apt("update", "-q", packages=packages)
-    _apt("install", "-y", "-q", *packages, packages=packages)
+    extra = () if recommends else ("--no-install-recommends",)
+    _apt("install", "-y", "-q", *extra, *packages, packages=packages)
 
 
 def _apt(*args: str, packages: tuple[str, ...] = PACKAGES) -> None:

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .imagepkgs import hidden_kernelspecs
 from .nodeagent_env import IMAGE_HOME, IMAGES_DIR, Identity
 from .nodeagent_sync import ATOMIC_KINDS, AtomicVolume, sync_atomic
 from .nodeagent_volumes import VolumeError, apply_ownership, expand_vars
@@ -26,7 +27,7 @@ from .nodeagent_volumes import VolumeError, apply_ownership, expand_vars
 if TYPE_CHECKING:
     from .nodeagent_kube import ObjectCache
 
-__all__ = ["image_files", "materialise", "mount_plan"]
+__all__ = ["image_files", "image_name", "materialise", "mount_plan"]
 
 log = logging.getLogger("localplatform.nodeagent")
 
@@ -143,7 +144,15 @@ def _image_layer(pod: dict[str, Any], pod_dir: Path, targets: set[str], ident: I
     hosts = _hosts_file(pod, pod_dir)
     if "/etc/hosts" not in targets:
         mounts.append({"source": str(hosts), "target": "/etc/hosts", "is_dir": False})
-    mounts.extend(image_files(pod["spec"]["containers"][0].get("image", "")))
+    image = pod["spec"]["containers"][0].get("image", "")
+    mounts.extend(image_files(image))
+    hidden = hidden_kernelspecs(image_name(image))
+    if hidden:
+        empty = pod_dir / "absent-from-image"
+        empty.mkdir()
+        for path in hidden:  # another image's kernel (Debian package on the host): not in this one
+            if str(path) not in targets:
+                mounts.append({"source": str(empty), "target": str(path), "is_dir": True, "read_only": True})
     return mounts
 
 
@@ -152,13 +161,18 @@ SERVER_PROXY_TARGET = "/etc/jupyter/jupyter_server_config.json"
 own: Jupyter Server reads only ``jpserver_extensions`` from ``jupyter_server_config.d``)."""
 
 
+def image_name(image: str) -> str:
+    """The image's repository's last segment: ``.../datalake-full:2026.11`` is ``datalake-full``."""
+    return image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
+
+
 def image_files(image: str) -> list[dict[str, Any]]:
     """Files the pod's image adds at fixed paths, read-only from images/ (the venv is shared by all images).
 
     The image is known by its repository's last segment (``.../datalake-full:2026.11`` is
     ``datalake-full``): its web apps' launcher entries are what the Lab of that profile shows.
     """
-    name = image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
+    name = image_name(image)
     proxy = IMAGES_DIR / name / "jupyter-server-proxy.json"
     if not name or not proxy.is_file():
         return []

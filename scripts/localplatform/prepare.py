@@ -18,6 +18,7 @@ from .codeserver import ensure_code_server
 from .daskgateway import ensure_gateway_venv
 from .gotools import ensure_tool
 from .idp import install_node_modules
+from .imagepkgs import ensure_image_packages
 from .prometheus import ensure_prometheus
 from .rucio_server import ensure_server_venv
 from .sessionenv import ensure_session_venv
@@ -47,6 +48,7 @@ def _downloads() -> list[tuple[str, float, BaseException | None]]:
         ("Rucio server venv", ensure_server_venv),
         ("dask-gateway-server venv", ensure_gateway_venv),
         ("Chromium (apt, for tests/e2e)", ensure_chromium),
+        ("R + IRkernel (apt, the datascience image's apt layer)", ensure_image_packages),
         ("Prometheus + promtool (apt download, for the metrics tests)", ensure_prometheus),
         ("code-server (npm, Node 24 from PyPI)", ensure_code_server),
     ]

@@ -77,7 +77,8 @@ def test_dockerfile_installs_what_family_toml_declares(name: str) -> None:
     """What the resolve check verifies is what the image installs: same files, every pin exact."""
     image = BY_NAME[name]
     text = (IMAGES / name / "Dockerfile").read_text()
-    own_layers = [f for f in image["pip"] + image.get("conda", []) if name == "datalake-base" or "base/" not in f]
+    layers = image["pip"] + image.get("conda", []) + image.get("apt", [])
+    own_layers = [f for f in layers if name == "datalake-base" or "base/" not in f]
     for rel in own_layers:
         assert (IMAGES / rel).is_file(), rel
         assert f"COPY {rel} " in text or f" {rel} " in text, f"{name}/Dockerfile does not copy {rel}"
@@ -85,6 +86,21 @@ def test_dockerfile_installs_what_family_toml_declares(name: str) -> None:
         for raw in (IMAGES / rel).read_text().splitlines():
             line = raw.split("#", 1)[0].strip()
             assert not line or re.fullmatch(r"[A-Za-z0-9._-]+==[0-9][^\s]*", line), f"{rel}: unpinned {line!r}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_apt_layers_run_as_root_and_hand_back_to_the_notebook_user(name: str) -> None:
+    """An apt layer needs root; the server must still run as NB_UID (its home, its files), as docker-stacks does."""
+    text = (IMAGES / name / "Dockerfile").read_text()
+    users = re.findall(r"^USER (.+)$", text, flags=re.M)
+    if BY_NAME[name].get("apt"):
+        assert "apt-get install --yes --no-install-recommends" in text
+        assert users and users[0] == "root", f"{name}: the apt layer runs as {users[:1]}"
+    assert not users or users[-1] == "${NB_UID}", f"{name} ends as USER {users[-1]}"
+    for rel in BY_NAME[name].get("apt", []):
+        for raw in (IMAGES / rel).read_text().splitlines():
+            line = raw.split("#", 1)[0].strip()
+            assert not line or re.fullmatch(r"[a-z0-9][a-z0-9.+-]+", line), f"{rel}: not a package name: {line!r}"
 
 
 def test_base_pins_rucio_41_and_what_the_extension_needs() -> None:

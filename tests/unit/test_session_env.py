@@ -70,3 +70,27 @@ def test_code_server_is_a_version_the_images_allow() -> None:
         match = re.search(r"^code-server([<>=!][^\s#]*)", text, re.M)
         assert match, f"{image} does not install code-server"
         assert VERSION in SpecifierSet(match.group(1)), f"code-server {VERSION} is outside {image}'s {match.group(1)}"
+
+
+def test_the_platform_installs_the_datascience_images_apt_list() -> None:
+    """R and IRkernel come from one list: the image's apt layer and `make prepare` both read it."""
+    from localplatform.imagepkgs import apt_packages
+
+    assert apt_packages("datalake-datascience") == ("r-base-core", "r-cran-irkernel")
+    assert apt_packages("datalake-full") == ("r-base-core", "r-cran-irkernel")
+    assert apt_packages("datalake-base") == apt_packages("not-in-the-family") == ()
+    assert set(apt_packages()) == {"r-base-core", "r-cran-irkernel"}
+    dockerfile = (IMAGES / "datalake-datascience" / "Dockerfile").read_text()
+    assert "COPY datalake-datascience/apt-packages.txt " in dockerfile
+
+
+def test_only_images_with_r_see_the_r_kernelspec() -> None:
+    """Debian's r-cran-irkernel registers `ir` for the whole machine; pods of images without it must not see it."""
+    from localplatform.imagepkgs import KERNELS_DIR, hidden_kernelspecs, missing_packages
+
+    if missing_packages(("r-cran-irkernel",)):
+        pytest.skip("r-cran-irkernel is not installed (`make prepare` installs it)")
+    assert hidden_kernelspecs("datalake-base") == [KERNELS_DIR / "ir"]
+    assert hidden_kernelspecs("datalake-devops") == [KERNELS_DIR / "ir"]
+    assert hidden_kernelspecs("datalake-datascience") == []
+    assert hidden_kernelspecs("datalake-full") == []
