@@ -10,10 +10,8 @@ does. bob's `base` server lists no R kernel: that image has no R.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,10 +19,9 @@ import pytest
 import requests
 from localplatform.base import state_dir
 from localplatform.hub import HubHandle
-from tornado.httpclient import HTTPRequest
-from tornado.websocket import websocket_connect
 
-from tests.support.hubclient import api, login, running_hub, spawn, stop
+from tests.support.hubclient import api, running_hub, spawn, stop
+from tests.support.kernel import execute, server_token
 from tests.support.kube import user_pods, wait_no_pods
 
 pytestmark = pytest.mark.platform
@@ -42,21 +39,6 @@ def info(platform_factory: Any) -> dict[str, Any]:
 def hub(info: dict[str, Any]) -> Iterator[HubHandle]:
     with running_hub(state_dir(), info, "rkernel") as handle:
         yield handle
-
-
-def server_token(hub: HubHandle, info: dict[str, Any], user: str, password: str) -> str:
-    """A token ``user`` makes for their own server after signing in (as on the hub's token page)."""
-    session, page = login(hub, info, user, password)
-    assert page.status_code == 200
-    resp = session.post(
-        f"{hub.api_url}/users/{user}/tokens",
-        json={"scopes": [f"access:servers!user={user}"], "expires_in": 900},
-        headers={"X-XSRFToken": session.cookies.get("_xsrf", "")},
-        timeout=30,
-    )
-    assert resp.status_code in (200, 201), resp.text
-    token: str = resp.json()["token"]
-    return token
 
 
 @pytest.fixture(scope="module")
@@ -81,48 +63,6 @@ def kernelspecs(hub: HubHandle, user: str, token: str) -> dict[str, Any]:
     assert resp.status_code == 200, resp.text[:300]
     specs: dict[str, Any] = resp.json()["kernelspecs"]
     return specs
-
-
-async def execute(url: str, token: str, code: str, timeout: float = 120) -> tuple[str, list[str]]:
-    """Run ``code`` over the kernel's websocket (Jupyter's JSON protocol): its reply status and outputs."""
-    request = HTTPRequest(url, headers={"Authorization": f"token {token}"}, connect_timeout=30, request_timeout=30)
-    conn = await websocket_connect(request)
-    msg_id = uuid.uuid4().hex
-    header = {
-        "msg_id": msg_id,
-        "msg_type": "execute_request",
-        "username": "test",
-        "session": uuid.uuid4().hex,
-        "version": "5.3",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    content = {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False}
-    request_msg = {"header": header, "parent_header": {}, "metadata": {}, "content": content, "channel": "shell"}
-    await conn.write_message(json.dumps(request_msg))
-    status, outputs, idle = "", [], False
-    deadline = time.monotonic() + timeout
-    try:
-        while not (status and idle):
-            raw = await asyncio.wait_for(conn.read_message(), max(deadline - time.monotonic(), 0.1))
-            if raw is None:
-                raise AssertionError(f"the kernel's websocket closed before the cell finished; outputs {outputs}")
-            if isinstance(raw, bytes):
-                continue  # binary frames carry buffers, which this cell has none of
-            msg = json.loads(raw)
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind = msg["msg_type"]
-            if kind == "stream":
-                outputs.append(msg["content"]["text"])
-            elif kind == "error":
-                outputs.append(f"{msg['content']['ename']}: {msg['content']['evalue']}")
-            elif kind == "execute_reply":
-                status = msg["content"]["status"]
-            elif kind == "status" and msg["content"]["execution_state"] == "idle":
-                idle = True
-    finally:
-        conn.close()
-    return status, outputs
 
 
 def test_datascience_server_runs_an_r_cell(hub: HubHandle, servers: dict[str, str]) -> None:

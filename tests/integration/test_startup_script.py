@@ -4,7 +4,8 @@ The pod has no `command`, so the image's ENTRYPOINT runs first, as in a cluster;
 stand-in for it (scripts/localplatform/image-start.sh) sources the images' own before-notebook.d
 hooks. The script's path comes from `datalake.spawner.startup_script` (the pod's
 DATALAKE_STARTUP_SCRIPT). The home is the user's NFS home, so a file written in one session is
-there for the next. One user, four starts: no script, a good one, a failing one, a hanging one.
+there for the next. One user, four starts: no script, a good one (its exports seen by a notebook kernel), a failing one,
+a hanging one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from localplatform.base import state_dir
 from localplatform.hub import HubHandle
 from localplatform.nodeagent import agent_pods
 
-from tests.support.hubclient import api, login, running_hub, spawn, stop
+from tests.support.hubclient import api, running_hub, spawn, stop
+from tests.support.kernel import run_cell, server_token
 from tests.support.kube import user_pods, wait_no_pods
 from tests.support.podexec import pod_env, pod_exec, pod_pid
 
@@ -80,16 +82,20 @@ def _server_env(info: dict[str, Any], pod: dict[str, Any]) -> dict[str, str]:
 def test_startup_script_runs_before_the_server_and_failures_do_not_stop_it(
     hub: HubHandle, info: dict[str, Any]
 ) -> None:
-    _, page = login(hub, info, "frank.miller", "frank-password")  # his first sign-in makes his hub account
-    assert page.status_code == 200
+    # His first sign-in makes his hub account; the token lets the test drive a kernel as he would.
+    token = server_token(hub, info, "frank.miller", "frank-password")
     pod, _ = _start(hub, info)
     assert _server_env(info, pod)["DATALAKE_STARTUP_SCRIPT"] == RC
     _restart_with(hub, info, pod, "export ANALYSIS_RELEASE=2026.11\nexport PATH=$HOME/mytools:$PATH")
 
     pod, _ = _start(hub, info)
     env = _server_env(info, pod)
-    assert env.get("ANALYSIS_RELEASE") == "2026.11", "the script's exports reach the server and its kernels"
+    assert env.get("ANALYSIS_RELEASE") == "2026.11", "the script's exports reach the server"
     assert env["PATH"].startswith("/home/jovyan/mytools:")
+    status, outputs = run_cell(
+        hub, "frank.miller", token, "python3", "import os; print(os.environ.get('ANALYSIS_RELEASE'))"
+    )
+    assert status == "ok" and "".join(outputs).strip() == "2026.11", f"a notebook kernel sees {outputs}"
     log = _pod_log(info, pod)
     assert "Sourcing shell script: " in log and "90-datalake-run-startup-script.sh" in log
     assert f"{RC} done; variables set: " in log and "ANALYSIS_RELEASE" in log
