@@ -22,7 +22,6 @@ from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .errors import KubeError
-from .metrics import METRICS, SECRET_OPERATIONS
 from .redact import redact
 
 __all__ = ["KubeError", "SecretStore", "delete_dask_clusters", "list_pods"]
@@ -105,6 +104,9 @@ class SecretStore:
             reason = f"cannot reach the API server ({type(err).__name__}: {redact(err, _secret_values(data))})"
             raise KubeError(action, "Secret", namespace, name, None, reason) from None
         finally:
+            # Imported here: the Dask Gateway's image runs this module too and has no prometheus_client.
+            from .metrics import METRICS, SECRET_OPERATIONS
+
             if action in SECRET_OPERATIONS:
                 METRICS.secret_write(action, outcome)
 
