@@ -88,7 +88,7 @@ def pod_network() -> str | None:
 
 def _setup(network: str) -> None:
     for argv in (["ip", "link", "set", "lo", "up"], ["ip", "route", "add", "local", network, "dev", "lo"]):
-        subprocess.run(argv, check=True)  # noqa: S603 - fixed argv, our own namespace
+        subprocess.run(argv, check=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     _setup(network)
     os.environ[POD_NETWORK_ENV] = network
     os.environ[HOST_NETNS_ENV] = str(host or "")
-    os.execvp(args[0], args)  # noqa: S606 - the caller's command, by design
+    try:
+        os.execvp(args[0], args)  # noqa: S606 - the caller's command, by design
+    except OSError as err:
+        sys.stderr.write(f"localplatform.netns: cannot run {args[0]}: {err}\n")
+    return 127
 
 
 if __name__ == "__main__":

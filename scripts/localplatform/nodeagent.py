@@ -144,6 +144,7 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
         "shared_volumes_dir": str(paths["shared_dir"]),
         "logs_dir": str(paths["logs_dir"]),
         "log": str(proc.log),
+        "cluster_hosts": str(paths["agent_dir"] / "cluster-hosts"),
         "label_selectors": list(LABEL_SELECTORS),
         "image_user": {"uid": IMAGE_UID, "gid": IMAGE_GID, "home": IMAGE_HOME},
         "rewrites": {

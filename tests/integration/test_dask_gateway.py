@@ -24,6 +24,7 @@ import requests
 from localplatform import daskgateway
 from localplatform.base import free_port, state_dir
 from localplatform.hub import HubHandle, hub_log_text
+from localplatform.netns import pod_network
 
 from hub_config.dask.hub import limits_table
 from hub_config.settings import DaskGatewaySettings
@@ -32,6 +33,15 @@ from tests.support.kube import get_json, user_pods
 from tests.support.podexec import pod_env, pod_exec, pod_pid
 
 pytestmark = pytest.mark.platform
+
+
+def pod_network_available() -> bool:
+    """True inside a network namespace of our own (``python -m localplatform.netns``)."""
+    try:
+        return pod_network() is not None
+    except Exception:  # noqa: BLE001 - asked for but unusable: the platform will say why
+        return False
+
 
 LIMITS = {
     "default_limits": {"max_workers": 2, "max_cores_per_worker": 1, "max_memory_per_worker": "2G"},
@@ -217,6 +227,47 @@ def test_no_token_in_cluster_objects_pods_events_or_logs(
     for where, text in haystacks.items():
         assert rucio_token[:60] not in text, f"Rucio token in {where}"
         assert hub_token not in text, f"hub API token in {where}"
+
+
+WORKERS_ACT_AS_THE_USER = """
+import time
+from dask_gateway import Gateway
+def account():
+    from rucio.client import Client
+    return Client().whoami()["account"]
+g = Gateway()
+c = g.connect({name!r})
+print("STATUS", g.list_clusters()[0].status.name, flush=True)
+c.scale(2)
+client = c.get_client()
+t0 = time.monotonic()
+client.wait_for_workers(2, timeout=240)
+print("WORKERS_UP", round(time.monotonic() - t0, 1), flush=True)
+workers = sorted(client.scheduler_info()["workers"])
+futures = {{w: client.submit(account, workers=[w], allow_other_workers=False, pure=False) for w in workers}}
+ran = {{w: f.result(timeout=120) for w, f in futures.items()}}
+print("WORKERS", len(workers), flush=True)
+print("ACCOUNTS", sorted(ran.values()), flush=True)
+client.close()
+"""
+
+
+@pytest.mark.skipif(
+    not pod_network_available(), reason="pods are on loopback here: Services get no Endpoints (localplatform.netns)"
+)
+def test_the_cluster_runs_scales_to_two_workers_that_act_as_the_user(
+    info: dict[str, Any], alice: dict[str, Any], cluster: dict[str, Any]
+) -> None:
+    """alice's cluster reaches RUNNING, scales to her limit of 2 workers, and a task pinned to each
+    worker gets her Rucio account from the real server, through the Secret the hub rotates."""
+    name = f"{cluster['metadata']['namespace']}.{cluster['metadata']['name']}"
+    result = pod_exec(
+        info, alice["metadata"]["name"], ["python", "-c", WORKERS_ACT_AS_THE_USER.format(name=name)], timeout=420
+    )
+    out = result.stdout + result.stderr
+    assert "STATUS RUNNING" in out, out
+    assert "WORKERS 2" in out, out
+    assert "ACCOUNTS ['alice', 'alice']" in out, out
 
 
 def test_stopping_the_server_ends_the_users_clusters(
