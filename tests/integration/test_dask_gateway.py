@@ -283,6 +283,11 @@ def test_stopping_the_server_ends_the_users_clusters(
             break
         time.sleep(1)
     assert not left, "alice's DaskCluster objects outlived her server"
-    assert not get_json(info, "pods", "-n", namespace, "-l", f"gateway.dask.org/cluster={cluster['metadata']['name']}")[
-        "items"
-    ], "the scheduler pod outlived its cluster"
+    # Its pods go with it (owner references: the garbage collector, then the kubelet's grace period).
+    selector = f"gateway.dask.org/cluster={cluster['metadata']['name']}"
+    while time.monotonic() < deadline + 30:
+        pods = get_json(info, "pods", "-n", namespace, "-l", selector)["items"]
+        if not pods:
+            break
+        time.sleep(1)
+    assert not pods, f"{len(pods)} pods of the cluster outlived it: {[p['metadata']['name'] for p in pods]}"
