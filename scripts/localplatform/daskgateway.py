@@ -18,6 +18,10 @@ The chart's objects for the API itself (its IngressRoute and the clusters-prefix
 applied as the chart renders them. The one deviation: the API runs as a local process, not a pod, so
 its Service is ``ExternalName`` 127.0.0.1 (the apiserver rejects loopback endpoint IPs).
 
+Inside :mod:`localplatform.netns` (pods on a private range, Services with Endpoints) the API runs in a
+private mount namespace whose /etc/hosts is the node agent's cluster-wide Service list: it posts
+scale requests to ``http://dask-<id>.<ns>:8788``, a name only cluster DNS would otherwise answer.
+
 ``python -m localplatform.daskgateway`` prints the venv and the Traefik binary (a prepare check).
 """
 

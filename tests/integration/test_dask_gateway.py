@@ -5,10 +5,12 @@ platform's apiserver; dask-gateway-server 2026.3.0's API (JupyterHub auth agains
 Kubernetes controller; our hub with ``datalake.dask_gateway`` on; a user's real notebook session,
 whose ``dask_gateway`` client finds the gateway from its environment alone.
 
-Not reached here: a cluster never becomes RUNNING on this platform. The controller adds the routes
-and declares the scheduler up only once the scheduler Service has Endpoints, and kube-apiserver
-refuses every loopback endpoint address (``may not be in the loopback range``), while the platform's
-pods all live on 127.x. Scaling and tasks on workers are therefore not tested (see the report).
+On loopback pod IPs a cluster never becomes RUNNING: the controller adds the routes and declares
+the scheduler up only once the scheduler Service has Endpoints, and kube-apiserver refuses every
+loopback endpoint address (``may not be in the loopback range``). Inside a network namespace of our
+own (``python -m localplatform.netns -- pytest ...``) pods get 10.244.x addresses, Services get
+Endpoints, the node agent lists them in each pod's /etc/hosts (workers dial the scheduler by its
+Service name), and the cluster runs, scales and runs tasks: that test runs only there.
 """
 
 from __future__ import annotations
