@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dashboard docs-screenshots dev dev-down test lint unit integration venv platform-up platform-down schema clean images chart-files chart-deps prepare bench
+.PHONY: dashboard docs-screenshots dev dev-down test lint unit integration integration-netns venv platform-up platform-down schema clean images chart-files chart-deps prepare bench
 
 $(STAMP): pyproject.toml requirements/hub-image.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(PY) -m pytest tests/integration -q
+
+# The platform tests inside a network namespace of our own (as root; after `make prepare`: the
+# registries are unreachable inside): pods get 10.244.x IPs, so Services get Endpoints and Dask
+# clusters run. See scripts/localplatform/netns.py.
+integration-netns: $(STAMP)
+	PYTHONPATH=scripts $(PY) -m localplatform.netns -- $(PY) -m pytest tests/integration -q
 
 prepare: $(STAMP)
 	PYTHONPATH=scripts $(PY) -m localplatform.prepare
