@@ -28,7 +28,7 @@ integration: $(STAMP)
 	$(PY) -m pytest tests/integration -q
 
 # The platform tests inside a network namespace of our own (as root; after `make prepare`: the
-# registries are unreachable inside): pods get 10.244.x IPs, so Services get Endpoints and Dask
+# registries are unreachable inside): pods get 10.x IPs, so Services get Endpoints and Dask
 # clusters run. See scripts/localplatform/netns.py.
 integration-netns: $(STAMP)
 	PYTHONPATH=scripts $(PY) -m localplatform.netns -- $(PY) -m pytest tests/integration -q

@@ -18,6 +18,7 @@ pods get a private /16 instead, which the apiserver accepts in Endpoints (see th
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import logging
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 import yaml
 
 from .base import PlatformError, Proc, free_port, spawn, stop_pidfile, wait_for, write_json
-from .controlplane import kubectl
+from .controlplane import SERVICE_CIDR, kubectl
 from .gotools import KWOK_VERSION, ensure_tool
 from .netns import pod_network
 
@@ -50,10 +51,13 @@ MANAGED_ANNOTATION = "kwok.x-k8s.io/node=fake"
 def pod_cidr(state: Path) -> str:
     """This state dir's pod range: ``127.N.0.0/16``, N fixed by the dir's path; inside a network
     namespace of our own (:mod:`localplatform.netns`), its private range (Services get endpoints)."""
+    digest = int.from_bytes(hashlib.sha256(str(state.resolve()).encode()).digest()[:4], "big")
     private = pod_network()
     if private is not None:
-        return private
-    digest = int.from_bytes(hashlib.sha256(str(state.resolve()).encode()).digest()[:4], "big")
+        # Two platforms in one namespace (a test's `make dev`) must not share pod IPs either.
+        services = ipaddress.ip_network(SERVICE_CIDR)
+        subnets = [n for n in ipaddress.ip_network(private).subnets(new_prefix=16) if not n.overlaps(services)]
+        return str(subnets[digest % len(subnets)])
     return f"127.{_POD_OCTETS[digest % len(_POD_OCTETS)]}.0.0/16"
 
 

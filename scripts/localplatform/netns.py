@@ -3,7 +3,7 @@
 Why: kube-apiserver refuses loopback addresses in Endpoints and EndpointSlices, so with pods on
 127.x no Service ever has endpoints (Dask Gateway waits for its scheduler Service's endpoints
 before a cluster is RUNNING). Inside a network namespace created here, a private range routed
-locally on ``lo`` (``ip route add local 10.244.0.0/16 dev lo``) binds on any address without
+locally on ``lo`` (``ip route add local 10.0.0.0/8 dev lo``) binds on any address without
 per-IP setup, like 127.0.0.0/8 does, and the apiserver accepts it. Nothing is added to the host's
 own namespace: the namespace lives as long as the command run in it.
 
@@ -27,8 +27,8 @@ from .base import PlatformError
 
 __all__ = ["POD_NETWORK", "POD_NETWORK_ENV", "in_private_netns", "main", "pod_network"]
 
-POD_NETWORK = "10.244.0.0/16"
-"""The pod range routed locally inside the namespace (kubeadm's default pod CIDR)."""
+POD_NETWORK = "10.0.0.0/8"
+"""The range routed locally inside the namespace; each platform (state dir) takes a /16 of it."""
 POD_NETWORK_ENV = "DATALAKE_POD_NETWORK"
 HOST_NETNS_ENV = "DATALAKE_HOST_NETNS"
 """The inode of the network namespace :func:`main` left (``/proc/1/ns/net`` may be unreadable)."""

@@ -8,7 +8,7 @@ whose ``dask_gateway`` client finds the gateway from its environment alone.
 On loopback pod IPs a cluster never becomes RUNNING: the controller adds the routes and declares
 the scheduler up only once the scheduler Service has Endpoints, and kube-apiserver refuses every
 loopback endpoint address (``may not be in the loopback range``). Inside a network namespace of our
-own (``python -m localplatform.netns -- pytest ...``) pods get 10.244.x addresses, Services get
+own (``python -m localplatform.netns -- pytest ...``) pods get 10.x addresses, Services get
 Endpoints, the node agent lists them in each pod's /etc/hosts (workers dial the scheduler by its
 Service name), and the cluster runs, scales and runs tasks: that test runs only there.
 """
