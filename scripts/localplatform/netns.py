@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -91,16 +92,35 @@ def _setup(network: str) -> None:
         subprocess.run(argv, check=True)
 
 
+def _forward_from_host(child: int, port: int) -> int:
+    """Stay in the host's namespace: forward ``port`` and the platform's URLs into the child's."""
+    from .base import state_dir
+    from .netns_forward import follow
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the child too; it stops the platform
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(child, signal.SIGTERM))
+    return follow(child, [port], state_dir())
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Unshare the network namespace, set it up, exec the command."""
+    """Unshare the network namespace, set it up, exec the command (``--forward PORT``: and, from a
+    process left in the host's namespace, forward host 127.0.0.1:PORT and the platform's URLs into it)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--"]:
         args = args[1:]
     if not args:
-        sys.stderr.write("usage: python -m localplatform.netns -- CMD [ARGS...]\n")
+        sys.stderr.write("usage: python -m localplatform.netns [--forward PORT] -- CMD [ARGS...]\n")
         return 2
+    forward = None
+    if args[:1] == ["--forward"]:
+        forward, args = int(args[1]), args[2:]
+        args = args[1:] if args[:1] == ["--"] else args
     network = os.environ.get(POD_NETWORK_ENV) or POD_NETWORK
     host = _netns_inode()
+    if forward is not None:
+        child = os.fork()
+        if child:
+            return _forward_from_host(child, forward)
     try:
         os.unshare(os.CLONE_NEWNET)
     except PermissionError:

@@ -10,7 +10,9 @@ The same port numbers are forwarded: the IdP's issuer URL and the hub's public U
 and the browser must reach them as the hub and IdP name themselves.
 
 ``python -m localplatform.netns_forward --pid PID PORT [PORT ...]`` (as root; PID is any process in
-the namespace, e.g. ``make dev``'s).
+the namespace, e.g. ``make dev``'s). With ``--state DIR`` it also follows that platform's
+``platform.json`` and forwards the IdP's, Rucio's and Prometheus's ports as they appear: the browser
+is sent to the IdP's login page by the hub. A port already taken on the host is reported, not forwarded.
 """
 
 from __future__ import annotations
@@ -18,13 +20,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
 import sys
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
 
-__all__ = ["Forwarder", "main"]
+__all__ = ["Forwarder", "follow", "main"]
 
 log = logging.getLogger("localplatform.netns_forward")
 
@@ -79,23 +86,77 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.close()
 
 
-async def _serve(netns_path: str, ports: list[int]) -> None:
+def platform_ports(state: Path) -> set[int]:
+    """Loopback ports a browser needs besides the hub's: every ``*url``/``issuer`` in platform.json."""
+    try:
+        info = json.loads((state / "platform.json").read_text())
+    except (OSError, ValueError):
+        return set()
+    ports = set()
+    for section in info.values():
+        for key, value in section.items() if isinstance(section, dict) else ():
+            if (key.endswith("url") or key == "issuer") and isinstance(value, str):
+                parts = urlsplit(value)
+                if parts.hostname == HOST and parts.port:
+                    ports.add(parts.port)
+    return ports
+
+
+async def _serve(
+    netns_path: str, ports: list[int], state: Path | None, alive: Callable[[], bool] | None = None
+) -> None:
+    """Forward ``ports`` (and ``state``'s) until the namespace's process is gone (or ``alive()`` says so)."""
     forwarder = Forwarder(netns_path)
-    for port in ports:
-        await forwarder.listen(port)
-        log.info("forwarding host %s:%d into %s", HOST, port, netns_path)
-    await asyncio.gather(*(s.serve_forever() for s in forwarder.servers))
+    tried: set[int] = set()
+    while True:
+        wanted = set(ports) | (platform_ports(state) if state else set())
+        for port in sorted(wanted - tried):
+            tried.add(port)
+            try:
+                await forwarder.listen(port)
+            except OSError as err:
+                log.warning("host %s:%d not forwarded: %s", HOST, port, err)
+                continue
+            log.info("forwarding host %s:%d into %s", HOST, port, netns_path)
+        if not (alive() if alive else os.path.exists(netns_path)):
+            return  # the namespace's process is gone
+        await asyncio.sleep(1)
+
+
+def follow(pid: int, ports: list[int], state: Path) -> int:
+    """Forward into child ``pid``'s namespace (once it has its own) until it exits; its exit status."""
+    own = os.stat("/proc/self/ns/net").st_ino
+    status: list[int] = []
+
+    def alive() -> bool:
+        if not status:
+            done, code = os.waitpid(pid, os.WNOHANG)
+            if done:
+                code = os.waitstatus_to_exitcode(code)
+                status.append(code if code >= 0 else 128 - code)  # killed by signal N: 128+N, as a shell says
+        return not status
+
+    while alive():
+        with contextlib.suppress(OSError):
+            if os.stat(f"/proc/{pid}/ns/net").st_ino != own:
+                asyncio.run(_serve(f"/proc/{pid}/ns/net", ports, state, alive))
+                break
+        time.sleep(0.1)
+    while alive():
+        time.sleep(0.2)
+    return status[0]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Forward the given ports until interrupted."""
     parser = argparse.ArgumentParser(prog="localplatform.netns_forward", description=__doc__)
     parser.add_argument("--pid", type=int, required=True, help="a process inside the platform's network namespace")
-    parser.add_argument("ports", type=int, nargs="+")
+    parser.add_argument("--state", type=Path, help="follow this platform state dir's platform.json")
+    parser.add_argument("ports", type=int, nargs="*")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        asyncio.run(_serve(f"/proc/{args.pid}/ns/net", args.ports))
+        asyncio.run(_serve(f"/proc/{args.pid}/ns/net", args.ports, args.state))
     except KeyboardInterrupt:
         return 0
     except OSError as err:
