@@ -18,6 +18,7 @@ The registries (PyPI, npm, Debian, Go proxy) are unreachable inside: run ``make 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import signal
 import socket
@@ -97,6 +98,7 @@ def _forward_from_host(child: int, port: int) -> int:
     from .base import state_dir
     from .netns_forward import follow
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the child too; it stops the platform
     signal.signal(signal.SIGTERM, lambda *_: os.kill(child, signal.SIGTERM))
     return follow(child, [port], state_dir())
