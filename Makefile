@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dashboard docs-screenshots dev dev-down test lint unit integration integration-netns venv platform-up platform-down schema clean images chart-files chart-deps prepare bench
+.PHONY: dashboard docs-screenshots dev dev-netns dev-down test lint unit integration integration-netns venv platform-up platform-down schema clean images chart-files chart-deps prepare bench
 
 $(STAMP): pyproject.toml requirements/hub-image.txt
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ platform-down: $(STAMP)
 # Until Ctrl-C or `make dev-down`; records its PID in .platform/pids/dev.pid.
 dev: $(STAMP)
 	PYTHONPATH=scripts $(PY) -m localplatform dev
+
+# `make dev` inside a network namespace of its own (root; Dask clusters run there): a process left
+# outside forwards this machine's 127.0.0.1 ports of the hub, IdP, Rucio and Prometheus into it.
+dev-netns: $(STAMP)
+	PYTHONPATH=scripts $(PY) -m localplatform.netns --forward $${DATALAKE_DEV_PORT:-8000} -- $(PY) -m localplatform dev
 
 # `localplatform down` first signals a running `make dev` and waits (bounded) until it has exited.
 dev-down: platform-down
