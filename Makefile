@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dashboard docs-screenshots dev dev-down test lint unit integration venv platform-up platform-down schema clean images chart-files chart-deps prepare bench
+.PHONY: dashboard docs-screenshots dev dev-netns dev-down test lint unit integration integration-netns venv platform-up platform-down schema clean images chart-files chart-deps prepare bench
 
 $(STAMP): pyproject.toml requirements/hub-image.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,11 +27,21 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(PY) -m pytest tests/integration -q
 
+# The platform tests inside a network namespace of our own (as root; after `make prepare`: the
+# registries are unreachable inside): pods get 10.x IPs, so Services get Endpoints and Dask
+# clusters run. See scripts/localplatform/netns.py.
+integration-netns: $(STAMP)
+	PYTHONPATH=scripts $(PY) -m localplatform.netns -- $(PY) -m pytest tests/integration -q
+
 prepare: $(STAMP)
 	PYTHONPATH=scripts $(PY) -m localplatform.prepare
 
+# Unit tests first, on this machine's network (some resolve packages from the registries on a cold
+# cache); then the platform's tests inside a network namespace of our own, where pods get private
+# addresses, Services get Endpoints and Dask clusters run (scripts/localplatform/netns.py).
 test: lint prepare
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests/unit -q
+	PYTHONPATH=scripts $(PY) -m localplatform.netns -- $(PY) -m pytest tests/integration tests/e2e -q
 
 # Re-take the user guide's screenshots (docs/images/) from the browser tests.
 docs-screenshots: prepare
@@ -49,6 +59,11 @@ platform-down: $(STAMP)
 # Until Ctrl-C or `make dev-down`; records its PID in .platform/pids/dev.pid.
 dev: $(STAMP)
 	PYTHONPATH=scripts $(PY) -m localplatform dev
+
+# `make dev` inside a network namespace of its own (root; Dask clusters run there): a process left
+# outside forwards this machine's 127.0.0.1 ports of the hub, IdP, Rucio and Prometheus into it.
+dev-netns: $(STAMP)
+	PYTHONPATH=scripts $(PY) -m localplatform.netns --forward $${DATALAKE_DEV_PORT:-8000} -- $(PY) -m localplatform dev
 
 # `localplatform down` first signals a running `make dev` and waits (bounded) until it has exited.
 dev-down: platform-down

@@ -18,6 +18,10 @@ The chart's objects for the API itself (its IngressRoute and the clusters-prefix
 applied as the chart renders them. The one deviation: the API runs as a local process, not a pod, so
 its Service is ``ExternalName`` 127.0.0.1 (the apiserver rejects loopback endpoint IPs).
 
+Inside :mod:`localplatform.netns` (pods on a private range, Services with Endpoints) the API runs in a
+private mount namespace whose /etc/hosts is the node agent's cluster-wide Service list: it posts
+scale requests to ``http://dask-<id>.<ns>:8788``, a name only cluster DNS would otherwise answer.
+
 ``python -m localplatform.daskgateway`` prints the venv and the Traefik binary (a prepare check).
 """
 
@@ -32,6 +36,7 @@ from typing import Any
 from .base import REPO_ROOT, PlatformError, Proc, free_port, spawn, stop_pidfile, wait_for, wait_http, write_json
 from .controlplane import kubectl
 from .gotools import TRAEFIK_CRDS, ensure_tool
+from .netns import pod_network
 from .sessionenv import ensure_pinned_venv
 
 __all__ = [
@@ -67,6 +72,8 @@ CRD_NAMES = (
     "traefikservices.traefik.io",
 )
 """CRDs that must be Established before the processes start (the watched ones)."""
+UNSHARE_HOSTS = ("unshare", "-m", "--propagation", "private", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"')
+"""Prefix that runs a command in a private mount namespace with the next argument as its /etc/hosts."""
 PROCESSES = ("dask-gateway-api", "dask-gateway-controller", "traefik")
 
 
@@ -217,7 +224,14 @@ def up(
     controller = spawn("dask-gateway-controller", [server, "kube-controller", "--config", CONFIG_FILE], state, env=env)
     token = api_token_file.read_text().strip()
     api_env = {**env, "JUPYTERHUB_API_TOKEN": token}
-    api = spawn("dask-gateway-api", [server, "--config", CONFIG_FILE], state, env=api_env)
+    api_argv: list[str | Path] = [server, "--config", CONFIG_FILE]
+    hosts = (info.get("nodeagent") or {}).get("cluster_hosts")
+    if hosts and pod_network() is not None:
+        # Pods have real IPs and Services have endpoints: the API posts scale requests to
+        # http://dask-<id>.<ns>:8788, a name only the node agent's hosts file knows (no cluster DNS).
+        Path(hosts).touch(exist_ok=True)
+        api_argv = [*UNSHARE_HOSTS, hosts, *api_argv]
+    api = spawn("dask-gateway-api", api_argv, state, env=api_env)
     wait_http("dask-gateway API /api/health", f"{run['api_url']}/health", 60, proc=api)
     wait_for("dask-gateway controller", controller.alive, 5, proc=controller)
     proxy = f"http://127.0.0.1:{ports['web']}"

@@ -11,12 +11,14 @@ come from loopback (each node's podCIDR in ``manifests/kwok/nodes.yaml`` is a 12
 Two platforms on one machine (say ``make dev`` and a test run, each with its own state dir) must
 not hand out the same pod IPs, or one's notebook servers would answer the other's hub: each state
 dir gets its own ``127.N.0.0/16`` (N from a hash of its path), and the manifest's ``127.80.`` is
-rewritten to it.
+rewritten to it. Inside a network namespace of our own (``python -m localplatform.netns``) the
+pods get a private /16 instead, which the apiserver accepts in Endpoints (see that module).
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import logging
 from pathlib import Path
@@ -25,8 +27,9 @@ from typing import Any
 import yaml
 
 from .base import PlatformError, Proc, free_port, spawn, stop_pidfile, wait_for, write_json
-from .controlplane import kubectl
+from .controlplane import SERVICE_CIDR, kubectl
 from .gotools import KWOK_VERSION, ensure_tool
+from .netns import pod_network
 
 __all__ = ["GPU_RESOURCE", "GPU_TAINT", "NAME", "POD_CIDR", "down", "pod_cidr", "up"]
 
@@ -46,13 +49,20 @@ MANAGED_ANNOTATION = "kwok.x-k8s.io/node=fake"
 
 
 def pod_cidr(state: Path) -> str:
-    """This state dir's pod range: ``127.N.0.0/16``, N fixed by the dir's path."""
+    """This state dir's pod range: ``127.N.0.0/16``, N fixed by the dir's path; inside a network
+    namespace of our own (:mod:`localplatform.netns`), its private range (Services get endpoints)."""
     digest = int.from_bytes(hashlib.sha256(str(state.resolve()).encode()).digest()[:4], "big")
+    private = pod_network()
+    if private is not None:
+        # Two platforms in one namespace (a test's `make dev`) must not share pod IPs either.
+        services = ipaddress.ip_network(SERVICE_CIDR)
+        subnets = [n for n in ipaddress.ip_network(private).subnets(new_prefix=16) if not n.overlaps(services)]
+        return str(subnets[digest % len(subnets)])
     return f"127.{_POD_OCTETS[digest % len(_POD_OCTETS)]}.0.0/16"
 
 
 def _nodes_yaml(state: Path) -> str:
-    prefix = pod_cidr(state).rsplit(".", 2)[0] + "."
+    prefix = pod_cidr(state).split("/")[0].rsplit(".", 2)[0] + "."
     return (MANIFESTS / "nodes.yaml").read_text().replace("127.80.", prefix)
 
 

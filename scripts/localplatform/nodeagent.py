@@ -13,6 +13,8 @@ kwok manages. For each such pod that is Running with an IP it
   ``valueFrom`` resolved), ``workingDir`` and user/groups, inside a private mount namespace where
   the volumes sit at their ``mountPath``;
 * re-syncs Secret/ConfigMap volumes every couple of seconds (so a rotated token reaches the files);
+* lists every Service's ready endpoints in each pod's ``/etc/hosts`` under cluster-DNS names, kept
+  current within a second (only non-empty inside :mod:`localplatform.netns`, where Endpoints exist);
 * kills the pod's processes when the pod is deleted or gets a deletionTimestamp (its process group
   *and* everything in its mount namespace: Jupyter starts kernels in sessions of their own), and
   restarts the process per ``restartPolicy`` with back-off if it exits.
@@ -26,15 +28,17 @@ One module per job:
 :mod:`localplatform.nodeagent_env`   the "image" (user, home, CMD), env and argv
 :mod:`localplatform.nodeagent_mounts` volumes on disk and the bind mounts that show them
 :mod:`localplatform.nodeagent_sync`  Secret/ConfigMap volumes kept in step with the API
+:mod:`localplatform.nodeagent_hosts` Service names in /etc/hosts (no cluster DNS here)
 :mod:`localplatform.nodeagent_volumes` the kubelet's atomic-writer file layout
 :mod:`localplatform.nodeagent_launch` inside the mount namespace: mount, switch user, exec
 :mod:`localplatform.nodeagent_kube`  the few API calls, over aiohttp
 =================================== ===========================================================
 
 Not done (kubelet features the notebook pods do not need here): initContainers, sidecars,
-lifecycle hooks, probes, resource limits (noted only), service-link env vars, cluster DNS (so the
-hub must hand pods an IP-based ``JUPYTERHUB_API_URL``). The one deviation from a kubelet (``0.0.0.0``
-becomes the pod IP) is explained in :mod:`localplatform.nodeagent_env`.
+lifecycle hooks, probes, resource limits (noted only), service-link env vars, cluster DNS and
+ClusterIPs (Service names resolve to endpoint pod IPs, headless-style, and only inside
+:mod:`localplatform.netns`; the hub hands pods an IP-based ``JUPYTERHUB_API_URL``). The one
+deviation from a kubelet (``0.0.0.0`` becomes the pod IP) is explained in :mod:`localplatform.nodeagent_env`.
 
 :func:`up` starts the agent process; a new agent and :func:`down` reap whatever an old one left.
 Pod output goes to ``<state>/logs/pods/<namespace>_<name>.log``. Tests read which pods the agent
@@ -144,6 +148,7 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
         "shared_volumes_dir": str(paths["shared_dir"]),
         "logs_dir": str(paths["logs_dir"]),
         "log": str(proc.log),
+        "cluster_hosts": str(paths["agent_dir"] / "cluster-hosts"),
         "label_selectors": list(LABEL_SELECTORS),
         "image_user": {"uid": IMAGE_UID, "gid": IMAGE_GID, "home": IMAGE_HOME},
         "rewrites": {

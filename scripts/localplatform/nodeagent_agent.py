@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .nodeagent_env import IMAGE_HOME, Identity, container_argv, image_paths, pod_env
-from .nodeagent_mounts import materialise, mount_plan
+from .nodeagent_hosts import ServiceHost, hosts_lines, rewrite_in_place, service_hosts
+from .nodeagent_mounts import materialise, mount_plan, pod_hosts_text
 from .nodeagent_procs import (
     MAX_GRACE,
     kill_group,
@@ -119,6 +120,7 @@ class Agent:
         self.sem = asyncio.Semaphore(MAX_PARALLEL_STARTS)
         self.stop_event = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.services: list[ServiceHost] | None = None
 
     def _objects(self) -> ObjectCache:
         from .nodeagent_kube import ObjectCache  # aiohttp: the agent process only
@@ -165,6 +167,10 @@ class Agent:
             except Exception:
                 log.exception("pod list failed; retrying")
             self.check_exits()
+            try:
+                await self.refresh_service_hosts()
+            except Exception:
+                log.exception("service hosts refresh failed")
             if time.monotonic() >= next_sync:
                 next_sync = time.monotonic() + SYNC_INTERVAL
                 try:
@@ -275,6 +281,7 @@ class Agent:
         os.chmod(pod_dir, 0o711)  # noqa: S103 - the pod user must traverse to its emptyDirs
         run = PodRun(uid, ns, name, pod, pod_dir, self.logs_dir / f"{ns}_{name}.log", fs_group=ident.fs_group)
         spec = await self._launch_spec(run, ident)
+        self._write_pod_hosts(run)
         run.spec_path = pod_dir / "launch.json"
         _write_spec(run.spec_path, spec)
         write_meta(pod_dir, ns, name, uid, pod_ip)
@@ -289,6 +296,26 @@ class Agent:
         run.started_at = time.monotonic()
         run.exit_seen = False
         run.mnt_ns = None
+
+    # ------------------------------------------------------------------ service names
+
+    async def refresh_service_hosts(self) -> None:
+        """Re-read Endpoints; where they changed, rewrite every pod's ``/etc/hosts`` and the
+        cluster-wide one (for platform processes that stand in for pods, like the gateway API)."""
+        entries = service_hosts(await self.api.get("/api/v1/endpoints"))
+        if entries == self.services:
+            return
+        self.services = entries
+        cluster = ["# Service names (node agent).", "127.0.0.1\tlocalhost", "::1\tlocalhost"]
+        rewrite_in_place(self.state / "cluster-hosts", "\n".join(cluster + hosts_lines(entries, None)) + "\n")
+        for run in list(self.runs.values()):
+            if not run.stopping:
+                self._write_pod_hosts(run)
+
+    def _write_pod_hosts(self, run: PodRun) -> None:
+        hosts = run.pod_dir / "hosts"
+        if hosts.exists():
+            rewrite_in_place(hosts, pod_hosts_text(run.pod, hosts_lines(self.services or [], run.namespace)))
 
     # ------------------------------------------------------------------ volume sync
 

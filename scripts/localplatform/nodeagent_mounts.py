@@ -116,14 +116,20 @@ async def materialise(
     return out, atomic
 
 
-def _hosts_file(pod: dict[str, Any], pod_dir: Path) -> Path:
-    """A kubelet-style ``/etc/hosts``: localhost, the pod's own name on its IP, ``hostAliases``."""
-    hosts = pod_dir / "hosts"
+def pod_hosts_text(pod: dict[str, Any], services: list[str] | None = None) -> str:
+    """A kubelet-style ``/etc/hosts``: localhost, the pod's own name on its IP, ``hostAliases``; then
+    ``services`` (lines from :mod:`localplatform.nodeagent_hosts`, our stand-in for cluster DNS)."""
     lines = ["# Kubernetes-managed hosts file (node agent).", "127.0.0.1\tlocalhost", "::1\tlocalhost"]
     lines.append(f"{pod['status']['podIP']}\t{pod['metadata']['name']}")
     for alias in pod["spec"].get("hostAliases") or []:
         lines.append(f"{alias['ip']}\t{' '.join(alias.get('hostnames') or [])}")
-    hosts.write_text("\n".join(lines) + "\n")
+    lines.extend(services or [])
+    return "\n".join(lines) + "\n"
+
+
+def _hosts_file(pod: dict[str, Any], pod_dir: Path) -> Path:
+    hosts = pod_dir / "hosts"
+    hosts.write_text(pod_hosts_text(pod))
     os.chmod(hosts, 0o644)
     return hosts
 

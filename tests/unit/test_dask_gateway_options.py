@@ -136,10 +136,14 @@ def test_the_gateway_looks_for_the_volume_the_hub_makes() -> None:
 
 
 def test_the_gateway_module_runs_without_pydantic() -> None:
-    """The gateway's image has dask-gateway-server, kubernetes_asyncio and aiohttp, not pydantic."""
+    """The gateway's image has dask-gateway-server, kubernetes_asyncio and aiohttp, not pydantic
+    nor prometheus_client."""
     import subprocess
     import sys
 
-    code = "import sys; sys.modules['pydantic'] = None\nimport hub_config.dask.gateway, hub_config.kube\nprint('ok')"
+    code = (
+        "import sys; sys.modules['pydantic'] = sys.modules['prometheus_client'] = None\n"
+        "import hub_config.dask.gateway, hub_config.kube\nprint('ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60)
     assert out.stdout.strip() == "ok", out.stderr[-2000:]
