@@ -1,16 +1,16 @@
 """Servers the hub stops on its own: idle ones (z2jh's culler) and ones past their chosen runtime.
 
 The hub runs jupyterhub-idle-culler as z2jh 4.4.0 does for ``cull.*`` values (a hub-managed
-service with its own role; :mod:`localplatform.cull`), here ``timeout: 20``, ``every: 5`` and
-``adminUsers: false`` so a test sees it act. Everything is real: the culler finds alice's idle
-JupyterLab through the hub API and deletes it; the hub stops the pod and deletes the per-server
-Rucio Secret, as it does for any stop.
+service with its own role; :mod:`localplatform.cull`), here ``timeout: 20`` and ``every: 5`` so a
+test sees it act. Everything is real: the culler finds alice's idle JupyterLab through the hub API
+and deletes it; the hub stops the pod and deletes the per-server Rucio Secret, as it does for any stop.
 
 The runtime limit is the hours the user chose on the spawn page, which the hub reads from the
 pod's annotation (so it survives hub restarts). No test can wait hours, so the one thing not
-produced for real is time passing: the test shortens the limit recorded on bob's pod to 18 s,
-where the hub reads it. bob is an admin, so the culler (``adminUsers: false``) leaves him alone
-and the stop is the runtime limit's.
+produced for real is time passing: the test shortens the limit recorded on bob's pod to seconds,
+where the hub reads it. Those tests run on a second hub with ``cull.enabled: false``: the culler
+stops *any* idle server after ``timeout``, admins' included (``adminUsers: false`` only spares admin
+*users* from deletion with ``cull.users``), so on the culling hub the two stops would race.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from tests.support.kube import get_json, user_pods, wait_no_pods
 
 pytestmark = pytest.mark.platform
 
-CULL = {"timeout": 20, "every": 5, "adminUsers": False}
+CULL = {"timeout": 20, "every": 5}
+NO_CULL = {"enabled": False}
 RUNTIME_ANNOTATION = "datalake-hub.io/max-runtime-hours"
 
 
@@ -42,12 +43,23 @@ LOG_START: dict[str, int] = {}
 """Where this module's hub began writing in its log (the file is appended to across runs)."""
 
 
+def _hub(info: dict[str, Any], name: str, cull: dict[str, Any]) -> Iterator[HubHandle]:
+    log = state_dir() / "logs" / f"hub-{name}.log"
+    LOG_START[name] = log.stat().st_size if log.exists() else 0
+    with running_hub(state_dir(), info, name, cull=cull) as handle:
+        yield handle
+
+
 @pytest.fixture(scope="module")
 def hub(info: dict[str, Any]) -> Iterator[HubHandle]:
-    log = state_dir() / "logs" / "hub-cull.log"
-    LOG_START["cull"] = log.stat().st_size if log.exists() else 0
-    with running_hub(state_dir(), info, "cull", cull=CULL) as handle:
-        yield handle
+    """A hub whose culler stops servers idle for 20 s."""
+    yield from _hub(info, "cull", CULL)
+
+
+@pytest.fixture(scope="module")
+def runtime_hub(info: dict[str, Any]) -> Iterator[HubHandle]:
+    """A hub without the culler: only the runtime limit stops servers here."""
+    yield from _hub(info, "runtime", NO_CULL)
 
 
 def _log(hub: HubHandle) -> str:
@@ -91,8 +103,9 @@ def test_idle_server_is_culled_and_its_rucio_secret_removed(hub: HubHandle, info
     assert "maximum runtime" not in text.split("Culling server alice", 1)[1].split("\n", 1)[0]
 
 
-def test_server_past_its_runtime_is_stopped_with_a_notice(hub: HubHandle, info: dict[str, Any]) -> None:
+def test_server_past_its_runtime_is_stopped_with_a_notice(runtime_hub: HubHandle, info: dict[str, Any]) -> None:
     """bob's server outlives its limit: the hub stops it, logs why, and bob's hub page says why."""
+    hub = runtime_hub
     session, page = login(hub, info, "bob", "bob-password")
     assert page.status_code == 200
     assert spawn(hub, "bob", {"profile": "base", "runtime_hours": "4"}).status_code in (201, 202)
@@ -117,7 +130,7 @@ def test_server_past_its_runtime_is_stopped_with_a_notice(hub: HubHandle, info: 
     _wait("bob's Rucio Secret deleted", lambda: not _secrets_of(info, name), 30, hub)
 
     text = _log(hub)
-    assert "Culling server bob" not in text, "an admin is not culled with adminUsers: false"
+    assert "jupyterhub-idle-culler" not in text, "no culler on this hub: the stop is the runtime limit's"
     (line,) = [ln for ln in text.splitlines() if "Stopping bob (maximum runtime reached)" in ln]
     assert "[W " in line, "a WARNING admins see"
     assert "maximum runtime of 0.005 hours chosen when it was started" in line
@@ -137,8 +150,9 @@ def test_server_past_its_runtime_is_stopped_with_a_notice(hub: HubHandle, info: 
     _wait("bob's second server stopped", lambda: not _has_server(hub, "bob"), 60, hub)
 
 
-def test_runtime_limit_holds_across_a_hub_restart(hub: HubHandle, info: dict[str, Any]) -> None:
+def test_runtime_limit_holds_across_a_hub_restart(runtime_hub: HubHandle, info: dict[str, Any]) -> None:
     """The limit lives on the pod: a server that outlived it while the hub was down is stopped when the hub is back."""
+    hub = runtime_hub
     session, _ = login(hub, info, "bob", "bob-password")
     assert spawn(hub, "bob", {"profile": "base", "runtime_hours": "4"}).status_code in (201, 202)
     (pod,) = user_pods(info, "bob")
