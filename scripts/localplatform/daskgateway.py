@@ -168,6 +168,44 @@ def _start_traefik(state: Path, kubeconfig: str, ports: dict[str, int]) -> Proc:
     return proc
 
 
+def _start_processes(
+    state: Path,
+    info: dict[str, Any],
+    kubeconfig: str,
+    ports: dict[str, int],
+    venv: Path,
+    run: dict[str, Any],
+    run_file: Path,
+    api_token_file: Path,
+) -> tuple[list[Any], str]:
+    """Start Traefik, the controller and the API as the chart runs them; wait until each answers.
+    Returns the processes and Traefik's web address."""
+    traefik = _start_traefik(state, kubeconfig, ports)
+    server = str(venv / "bin" / "dask-gateway-server")
+    env = {
+        "DATALAKE_DASK_GATEWAY": str(run_file),
+        "KUBECONFIG": kubeconfig,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(REPO_ROOT),  # hub_config, as the chart mounts it into the gateway
+    }
+    controller = spawn("dask-gateway-controller", [server, "kube-controller", "--config", CONFIG_FILE], state, env=env)
+    token = api_token_file.read_text().strip()
+    api_env = {**env, "JUPYTERHUB_API_TOKEN": token}
+    api_argv: list[str | Path] = [server, "--config", CONFIG_FILE]
+    hosts = (info.get("nodeagent") or {}).get("cluster_hosts")
+    if hosts and pod_network() is not None:
+        # Pods have real IPs and Services have endpoints: the API posts scale requests to
+        # http://dask-<id>.<ns>:8788, a name only the node agent's hosts file knows (no cluster DNS).
+        Path(hosts).touch(exist_ok=True)
+        api_argv = [*UNSHARE_HOSTS, hosts, *api_argv]
+    api = spawn("dask-gateway-api", api_argv, state, env=api_env)
+    wait_http("dask-gateway API /api/health", f"{run['api_url']}/health", 60, proc=api)
+    wait_for("dask-gateway controller", controller.alive, 5, proc=controller)
+    proxy = f"http://127.0.0.1:{ports['web']}"
+    wait_http("the API through Traefik", f"{proxy}/api/health", 60, proc=traefik, ok_status=lambda s: s == 200)
+    return [traefik, controller, api], proxy
+
+
 def up(
     state: Path,
     info: dict[str, Any],
@@ -213,29 +251,11 @@ def up(
     objects = {"apiVersion": "v1", "kind": "List", "items": _api_objects(namespace, ports["api"])}
     kubectl(kubeconfig, "apply", "-f", "-", input_text=json.dumps(objects))
 
-    traefik = _start_traefik(state, kubeconfig, ports)
-    server = str(venv / "bin" / "dask-gateway-server")
-    env = {
-        "DATALAKE_DASK_GATEWAY": str(run_file),
-        "KUBECONFIG": kubeconfig,
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": str(REPO_ROOT),  # hub_config, as the chart mounts it into the gateway
-    }
-    controller = spawn("dask-gateway-controller", [server, "kube-controller", "--config", CONFIG_FILE], state, env=env)
-    token = api_token_file.read_text().strip()
-    api_env = {**env, "JUPYTERHUB_API_TOKEN": token}
-    api_argv: list[str | Path] = [server, "--config", CONFIG_FILE]
-    hosts = (info.get("nodeagent") or {}).get("cluster_hosts")
-    if hosts and pod_network() is not None:
-        # Pods have real IPs and Services have endpoints: the API posts scale requests to
-        # http://dask-<id>.<ns>:8788, a name only the node agent's hosts file knows (no cluster DNS).
-        Path(hosts).touch(exist_ok=True)
-        api_argv = [*UNSHARE_HOSTS, hosts, *api_argv]
-    api = spawn("dask-gateway-api", api_argv, state, env=api_env)
-    wait_http("dask-gateway API /api/health", f"{run['api_url']}/health", 60, proc=api)
-    wait_for("dask-gateway controller", controller.alive, 5, proc=controller)
-    proxy = f"http://127.0.0.1:{ports['web']}"
-    wait_http("the API through Traefik", f"{proxy}/api/health", 60, proc=traefik, ok_status=lambda s: s == 200)
+    try:  # a start that fails half-way stops what it started: nothing outlives a failed `up`
+        procs, proxy = _start_processes(state, info, kubeconfig, ports, venv, run, run_file, api_token_file)
+    except BaseException:
+        down(state)
+        raise
     section = {
         **run,
         "address": proxy,
@@ -243,7 +263,7 @@ def up(
         "ports": ports,
         "venv": str(venv),
         "traefik": str(ensure_tool("traefik")),
-        "logs": {p.name: str(p.log) for p in (traefik, controller, api)},
+        "logs": {p.name: str(p.log) for p in procs},
     }
     write_json(root / "section.json", section)
     return section
