@@ -56,3 +56,21 @@ def extension_schema() -> ModuleType:
     if isinstance(schema, str):
         pytest.skip(schema)
     return schema
+
+
+@pytest.fixture
+def offline_kubeconfig(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """KubeSpawner reads a kubeconfig when built; these tests make no API call, so none is served.
+
+    kubernetes_asyncio reads $KUBECONFIG once, at import: its default location is pointed at the
+    file too. Modules that build spawners use it with ``pytest.mark.usefixtures``.
+    """
+    path = tmp_path_factory.mktemp("kube") / "config"
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+        "users: [{name: u, user: {token: unused}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+    )
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    monkeypatch.setattr("kubernetes_asyncio.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(path))

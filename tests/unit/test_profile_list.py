@@ -109,19 +109,7 @@ def test_free_image_tag(shipped_profiles: list[LoadedProfile], reference_setting
     assert got["image"] == "ghcr.io/datalake-hub/datalake-full:2025.06.2"
 
 
-@pytest.fixture(autouse=True)
-def _offline_kubeconfig(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """KubeSpawner reads a kubeconfig when built; loading profiles makes no API call, so none is served."""
-    path = tmp_path_factory.mktemp("kube") / "config"
-    path.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:9'}}]\n"
-        "users: [{name: u, user: {token: unused}}]\n"
-        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
-    )
-    monkeypatch.setenv("KUBECONFIG", str(path))
-    # kubernetes_asyncio reads $KUBECONFIG once, at import; point its default at our file too.
-    monkeypatch.setattr("kubernetes_asyncio.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+pytestmark = pytest.mark.usefixtures("offline_kubeconfig")
 
 
 async def _kubespawner_traits(entries: list[dict[str, Any]], options: dict[str, str]) -> KubeSpawner:

@@ -157,20 +157,7 @@ def _auth_state() -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def _offline_kubeconfig(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """KubeSpawner reads a kubeconfig when built; the API server here refuses connections (port 9)."""
-    path = tmp_path_factory.mktemp("kube") / "config"
-    path.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:9'}}]\n"
-        "users: [{name: u, user: {token: unused}}]\n"
-        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
-    )
-    monkeypatch.setattr("kubernetes_asyncio.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(path))
-
-
-@pytest.mark.usefixtures("_offline_kubeconfig")
+@pytest.mark.usefixtures("offline_kubeconfig")
 @pytest.mark.parametrize("slug", ["cta-only", "none"])
 async def test_spawner_mounts_what_preview_shows(site: Settings, slug: str) -> None:
     """The spawner's Rucio volume, mount and env are preview's, for a profile with and without Rucio."""
@@ -280,7 +267,7 @@ async def test_rotator_gets_the_servers_that_get_rucio(site: Settings, slug: str
     await rotator.close()
 
 
-@pytest.mark.usefixtures("_offline_kubeconfig")
+@pytest.mark.usefixtures("offline_kubeconfig")
 async def test_preview_rucio_mount_is_in_kubespawners_manifest(site: Settings) -> None:
     """KubeSpawner 7's real manifest for a CTA-only server has preview's Rucio volume, mount and env.
 

@@ -18,17 +18,7 @@ from hub_config.spawner import DatalakeSpawner, apply_spawner, runtime_exceeded
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _offline_kubeconfig(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """KubeSpawner reads a kubeconfig when built; nothing here calls the API."""
-    path = tmp_path_factory.mktemp("kube") / "config"
-    path.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:9'}}]\n"
-        "users: [{name: u, user: {token: unused}}]\n"
-        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
-    )
-    monkeypatch.setattr("kubernetes_asyncio.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+pytestmark = pytest.mark.usefixtures("offline_kubeconfig")
 
 
 def _spawner(reference: Settings, groups: list[str]) -> DatalakeSpawner:
