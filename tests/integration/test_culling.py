@@ -87,6 +87,21 @@ def _has_server(hub: HubHandle, user: str) -> bool:
     return bool(api(hub, "GET", f"/users/{user}").json().get("servers"))
 
 
+def _shorten_runtime(info: dict[str, Any], pod_name: str, hours: str) -> None:
+    """Time passing, the one thing not real here: the limit on the pod, where the hub reads it, becomes ``hours``."""
+    ns = info["controlplane"]["namespace"]
+    kubectl(
+        info["controlplane"]["kubeconfig"],
+        "annotate",
+        "--overwrite",
+        "-n",
+        ns,
+        "pod",
+        pod_name,
+        f"{RUNTIME_ANNOTATION}={hours}",
+    )
+
+
 def test_idle_server_is_culled_and_its_rucio_secret_removed(hub: HubHandle, info: dict[str, Any]) -> None:
     """alice leaves her server idle: the culler stops it after 20 s; pod and Rucio Secret are gone."""
     _, page = login(hub, info, "alice", "alice-password")
@@ -114,17 +129,7 @@ def test_server_past_its_runtime_is_stopped_with_a_notice(runtime_hub: HubHandle
     assert pod["metadata"]["annotations"][RUNTIME_ANNOTATION] == "4", "the choice is recorded on the pod"
     assert _secrets_of(info, name)
     # Time passing is the one thing not real here: 4 h become 0.005 h (18 s) where the hub reads them.
-    ns = info["controlplane"]["namespace"]
-    kubectl(
-        info["controlplane"]["kubeconfig"],
-        "annotate",
-        "--overwrite",
-        "-n",
-        ns,
-        "pod",
-        name,
-        f"{RUNTIME_ANNOTATION}=0.005",
-    )
+    _shorten_runtime(info, name, "0.005")
     _wait("bob's server stopped", lambda: not _has_server(hub, "bob"), 120, hub)
     wait_no_pods(info, "bob")
     _wait("bob's Rucio Secret deleted", lambda: not _secrets_of(info, name), 30, hub)
@@ -158,17 +163,7 @@ def test_runtime_limit_holds_across_a_hub_restart(runtime_hub: HubHandle, info: 
     (pod,) = user_pods(info, "bob")
     name = pod["metadata"]["name"]
     stop_hub(state_dir(), hub.name, keep_proxy=True)
-    ns = info["controlplane"]["namespace"]
-    kubectl(
-        info["controlplane"]["kubeconfig"],
-        "annotate",
-        "--overwrite",
-        "-n",
-        ns,
-        "pod",
-        name,
-        f"{RUNTIME_ANNOTATION}=0.001",
-    )
+    _shorten_runtime(info, name, "0.001")
     resume_hub(state_dir(), hub.name)
     _wait("bob's server stopped after the restart", lambda: not _has_server(hub, "bob"), 90, hub)
     wait_no_pods(info, "bob")
