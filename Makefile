@@ -56,9 +56,11 @@ platform-up: $(STAMP)
 platform-down: $(STAMP)
 	PYTHONPATH=scripts $(PY) -m localplatform down
 
-# Until Ctrl-C or `make dev-down`; records its PID in .platform/pids/dev.pid.
+# Until Ctrl-C or `make dev-down`; records its PID in .platform/pids/dev.pid. With Dask Gateway; as
+# root it runs in a network namespace of its own (as dev-netns below), where Dask clusters run;
+# otherwise on loopback, saying so.
 dev: $(STAMP)
-	PYTHONPATH=scripts $(PY) -m localplatform dev
+	PYTHONPATH=scripts $(PY) -m localplatform dev --netns auto
 
 # `make dev` inside a network namespace of its own (root; Dask clusters run there): a process left
 # outside forwards this machine's 127.0.0.1 ports of the hub, IdP, Rucio and Prometheus into it.
@@ -75,7 +77,7 @@ chart-files: $(STAMP)
 dashboard: $(STAMP)
 	$(PY) scripts/grafana_dashboard.py
 
-# The z2jh chart pinned by chart/Chart.lock, into chart/charts/ (git-ignored), from its chart repository.
+# The charts pinned by chart/Chart.lock (z2jh; dask-gateway, optional), into chart/charts/ (git-ignored), from their repositories.
 HELM ?= helm
 chart-deps:
 	$(HELM) dependency build chart

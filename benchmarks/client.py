@@ -9,7 +9,7 @@ from typing import Any
 import requests
 from localplatform.idp import login_via_http
 
-__all__ = ["Api", "LoginResult", "login"]
+__all__ = ["Api", "LoginResult", "login", "open_page"]
 
 LOGIN_COOKIE = "jupyterhub-hub-login"
 PAGINATION = "application/jupyterhub-pagination+json"
@@ -50,6 +50,28 @@ def login(hub_url: str, ca_bundle: str, username: str, password: str, timeout: f
     return LoginResult(False, elapsed, f"hub:{final.status_code}")
 
 
+def open_page(hub_url: str, ca_bundle: str, username: str, password: str, page: str, timeout: float = 60) -> str | None:
+    """Sign in as a browser does, then GET ``hub/<page>`` with the session; None, or what went wrong.
+
+    For the storm's "the user looks at the spawn page before pressing Start": our hub exchanges
+    the user's Rucio tokens in the background when it renders that page.
+    """
+    session = requests.Session()
+    session.verify = ca_bundle
+    callback = f"{hub_url}hub/oauth_callback"
+    try:
+        resp = login_via_http(session, f"{hub_url}hub/oauth_login", username, password, stop_at=callback)
+        if not resp.is_redirect:
+            return f"idp:{resp.status_code}"
+        session.get(resp.headers["location"], allow_redirects=False, timeout=timeout)
+        page_resp = session.get(f"{hub_url}hub/{page}", allow_redirects=False, timeout=timeout)
+    except (requests.RequestException, RuntimeError) as err:
+        return f"error:{type(err).__name__}"
+    finally:
+        session.close()
+    return None if page_resp.status_code == 200 else f"page:{page_resp.status_code}"
+
+
 class Api:
     """The hub's REST API with the admin-scoped service token the local hub is started with."""
 
@@ -60,6 +82,17 @@ class Api:
 
     def call(self, method: str, path: str, timeout: float = 60, **kwargs: Any) -> requests.Response:
         return self.session.request(method, f"{self.base}{path}", timeout=timeout, **kwargs)
+
+    def metric(self, name: str) -> dict[str, float]:
+        """Samples of metric ``name`` on the hub's ``/hub/metrics``, by label set as written ("" for none)."""
+        resp = self.session.get(f"{self.base.rsplit('/api', 1)[0]}/metrics", timeout=30)
+        resp.raise_for_status()
+        out: dict[str, float] = {}
+        for line in resp.text.splitlines():
+            if line.startswith((name + " ", name + "{")):
+                labels, _, value = line.rpartition(" ")
+                out[labels[len(name) :]] = float(value)
+        return out
 
     def users(self, state: str | None = None) -> list[dict[str, Any]]:
         """Every user (paged), optionally only those with a server in ``state`` (ready/active)."""

@@ -63,6 +63,27 @@ if KIND != "ours":
     if profile_list:  # the same entries ours offers, as a static list (what stock z2jh users write)
         c.KubeSpawner.profile_list = json.loads(Path(profile_list).read_text())
 
+# The restart scenario reads JupyterHub's own `jupyterhub_init_spawners_duration_seconds` (and, for
+# ours, the rotation counters) from /hub/metrics with the benchmark's service token.
+for role in c.JupyterHub.load_roles:
+    if role["name"] == "datalake-local":
+        role["scopes"] = [*role["scopes"], "read:metrics"]
+
+if os.environ.get("DATALAKE_BENCH_TRACEMALLOC"):
+    # Profiling only (docs/performance.md says how): Python allocations traced from the start;
+    # SIGUSR2 dumps a snapshot next to the hub's database for `tracemalloc` to compare ours/stock.
+    import signal
+    import time
+    import tracemalloc
+
+    tracemalloc.start(int(os.environ["DATALAKE_BENCH_TRACEMALLOC"]))
+    _snapshots = Path(os.environ["DATALAKE_LOCAL_HUB"]).parent
+
+    def _dump_snapshot(*_: object) -> None:
+        tracemalloc.take_snapshot().dump(str(_snapshots / f"tracemalloc-{KIND}-{int(time.time())}.snap"))
+
+    signal.signal(signal.SIGUSR2, _dump_snapshot)
+
 python = os.environ.get("DATALAKE_BENCH_PYTHON", "python3")
 # The responder travels in the pod's command (`python3 -c <source>`), not as a path into the
 # checkout: pods see the node's filesystem through their own mount namespace, where /tmp (and so a

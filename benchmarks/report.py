@@ -87,6 +87,17 @@ def _panels(results: dict[str, dict[str, Any]], current: set[str] | None = None)
                 "",
             )
         )
+    restart = results.get("restart")
+    if restart:
+        panels.append(
+            (
+                f"Hub restart, {restart['ours']['running_servers']} running: median (s)",
+                ["/hub/health", "all servers checked"],
+                [restart["ours"]["health_s"]["median"], restart["ours"]["spawners_checked_s"]["median"]],
+                [restart["baseline"]["health_s"]["median"], restart["baseline"]["spawners_checked_s"]["median"]],
+                "",
+            )
+        )
     render = results.get("render")
     if render:
         panels.append(
@@ -120,10 +131,17 @@ def _panels(results: dict[str, dict[str, Any]], current: set[str] | None = None)
                 "",
             )
         )
-    if current is None:
-        return panels
+    return panels if current is None else _date_older(results, panels, current)
+
+
+def _date_older(results: dict[str, dict[str, Any]], panels: list[Panel], current: set[str]) -> list[Panel]:
+    """Panels of scenarios not in ``current`` get their run's date in the title."""
     present = {"storm": bool(results.get("storm", {}).get("rounds"))}
-    order = [n for n in ("storm", "memory", "render", "logins", "rotation") if present.get(n, bool(results.get(n)))]
+    order = [
+        n
+        for n in ("storm", "memory", "restart", "render", "logins", "rotation")
+        if present.get(n, bool(results.get(n)))
+    ]
     out: list[Panel] = []
     for name, (title, *rest) in zip(order, panels, strict=True):
         if name not in current:

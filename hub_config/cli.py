@@ -123,7 +123,11 @@ def cmd_preview(args: argparse.Namespace) -> int:
         ],
     }
     if settings.rucio.instances:
-        from .preview import rucio_accounts
+        from .preview import rucio_accounts, rucio_panel
+
+        by_slug = {lp.profile.slug: lp.profile for lp in loaded}
+        for shown in report["profiles"]:
+            shown["rucio_panel"] = rucio_panel(settings, by_slug[shown["slug"]])
 
         claims: dict[str, Any] = {"preferred_username": args.user, **_parse_options(args.claim, flag="--claim")}
         report["rucio_accounts"] = rucio_accounts(settings, username=args.user, claims=claims)

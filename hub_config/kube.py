@@ -24,7 +24,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from .errors import KubeError
 from .redact import redact
 
-__all__ = ["KubeError", "SecretStore", "delete_dask_clusters", "list_pods"]
+__all__ = ["KubeError", "SecretStore", "delete_dask_clusters", "list_dask_clusters", "list_pods"]
 
 log = logging.getLogger("hub_config.kube")
 
@@ -219,6 +219,23 @@ async def list_pods(namespace: str, label_selector: str, *, request_timeout: flo
 DASK_GROUP, DASK_VERSION, DASK_PLURAL = "gateway.dask.org", "v1alpha1", "daskclusters"
 
 
+async def list_dask_clusters(
+    api_client: ApiClient, namespace: str, *, timeout: float = 10.0, what: str = DASK_PLURAL
+) -> list[dict[str, Any]]:
+    """The DaskCluster objects in ``namespace`` (plain dicts); errors become a :class:`KubeError`."""
+    untyped: Any = CustomObjectsApi(api_client)
+    try:
+        listed = await untyped.list_namespaced_custom_object(
+            DASK_GROUP, DASK_VERSION, namespace, DASK_PLURAL, _request_timeout=timeout
+        )
+    except ApiException as err:
+        raise KubeError("list", "DaskCluster", namespace, what, err.status, _api_reason(err)) from None
+    except (TimeoutError, aiohttp.ClientError, OSError) as err:
+        raise KubeError("list", "DaskCluster", namespace, what, None, type(err).__name__) from None
+    items: list[dict[str, Any]] = listed.get("items") or []
+    return items
+
+
 async def delete_dask_clusters(
     api_client: ApiClient, namespace: str, username: str, *, timeout: float = 10.0
 ) -> list[str]:
@@ -229,20 +246,8 @@ async def delete_dask_clusters(
     daskclusters (the chart's hub Role grants them when the gateway is on).
     """
     untyped: Any = CustomObjectsApi(api_client)
-    where = f"{DASK_PLURAL} of {username}"
-    try:
-        listed = await untyped.list_namespaced_custom_object(
-            DASK_GROUP, DASK_VERSION, namespace, DASK_PLURAL, _request_timeout=timeout
-        )
-    except ApiException as err:
-        raise KubeError("list", "DaskCluster", namespace, where, err.status, _api_reason(err)) from None
-    except (TimeoutError, aiohttp.ClientError, OSError) as err:
-        raise KubeError("list", "DaskCluster", namespace, where, None, type(err).__name__) from None
-    names = [
-        item["metadata"]["name"]
-        for item in listed.get("items") or []
-        if (item.get("spec") or {}).get("username") == username
-    ]
+    listed = await list_dask_clusters(api_client, namespace, timeout=timeout, what=f"{DASK_PLURAL} of {username}")
+    names = [item["metadata"]["name"] for item in listed if (item.get("spec") or {}).get("username") == username]
     for name in names:
         try:
             await untyped.delete_namespaced_custom_object(

@@ -5,13 +5,15 @@ JupyterHub serves ``prometheus_client``'s default registry at `/hub/metrics` (sc
 our series to appear beside ``jupyterhub_*``: same endpoint, same auth, one scrape job.
 
 Each event is counted at the one place it happens (the exchange in ``rucio.tokens``, the refresh in
-``auth.authenticator``, rotations in ``rucio_service.rotator``, Secret writes in ``kube``, reloads
+``auth.authenticator``, the Start's token source in ``rucio_service.provisioner``, rotations in
+``rucio_service.rotator``, Secret writes in ``kube``, reloads
 in ``profiles.source``, spawns in ``spawner``); state that already lives in a hub-wide object (the
 rotator's tracked servers, the profile set in force, the running servers) is read when Prometheus
 scrapes, by one collector, so no gauge can drift from the truth it reports.
 
 Labels are bounded by construction: outcomes, phases, operations and grant types are fixed sets
-below; ``profile`` is a profile slug, defined by the admins. Never a username or server name.
+below; ``profile`` is a profile slug, defined by the admins (or ``(none)`` for Dask clusters whose
+owner has no running server). Never a username or server name.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "ROTATION_OUTCOMES",
     "SECRET_OPERATIONS",
     "SECRET_OUTCOMES",
+    "SPAWN_EXCHANGE_SOURCES",
     "SPAWN_PHASES",
     "TOKEN_OUTCOMES",
     "Metrics",
@@ -54,6 +57,8 @@ SPAWN_PHASES: Final = ("options", "rucio", "pod")
 """``options``: the choice was refused (400/403, no pod); ``rucio``: the server starts without (some)
 Rucio credentials; ``pod``: KubeSpawner's start failed (pod not created, or not running in time)."""
 FRESHNESS_REASONS: Final = ("expired", "stopped")
+SPAWN_EXCHANGE_SOURCES: Final = ("preexchanged", "at_start")
+"""Where a Start's Rucio token came from: exchanged while the spawn page was shown, or at the Start itself."""
 
 TOKEN_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Seconds; a token request times out at 10 s."""
@@ -79,6 +84,12 @@ class _ProfilesView(Protocol):
     def slugs(self) -> Sequence[str]: ...
 
     def check_soon(self) -> None: ...
+
+
+class _DaskView(Protocol):
+    """What the collector reads of the hub's Dask clusters (``dask.clusters.DaskClusters``)."""
+
+    def by_profile(self) -> dict[str, tuple[int, int]]: ...
 
 
 class Metrics:
@@ -122,6 +133,13 @@ class Metrics:
             ["phase"],
             registry=registry,
         )
+        self.spawn_exchanges = Counter(
+            f"{PREFIX}spawn_token_exchanges",
+            "Rucio tokens a Start needed, by source (preexchanged: taken from the exchange done when the "
+            "spawn page was shown; at_start: exchanged at the Start, on its critical path).",
+            ["source"],
+            registry=registry,
+        )
         # Every fixed label combination exists from the start, at 0: `increase()` and `rate()` then
         # see the first event, and the dashboard shows zeros rather than "no data".
         for grant in GRANTS:
@@ -136,9 +154,14 @@ class Metrics:
             self.profile_reloads.labels(outcome=outcome)
         for phase in SPAWN_PHASES:
             self.spawn_failures.labels(phase=phase)
+        for source in SPAWN_EXCHANGE_SOURCES:
+            self.spawn_exchanges.labels(source=source)
         self._rotator: Callable[[], _RotatorView | None] = lambda: None
         self._profiles: Callable[[], _ProfilesView | None] = lambda: None
         self._running: dict[str, str] = {}
+        self._default_servers: dict[str, str] = {}
+        """User → key of their running default server (never a label: read by ``default_profile``)."""
+        self._dask: Callable[[], _DaskView | None] = lambda: None
         self._lock = threading.Lock()
         registry.register(_StateCollector(self))
 
@@ -163,14 +186,31 @@ class Metrics:
     def spawn_failed(self, phase: str) -> None:
         self.spawn_failures.labels(phase=phase).inc()
 
-    def server_running(self, key: str, profile: str) -> None:
-        """Server ``key`` (namespace/pod) runs a server of profile ``profile`` (its slug)."""
+    def spawn_exchange(self, source: str) -> None:
+        """A Start got one instance's Rucio token from ``source`` (see ``SPAWN_EXCHANGE_SOURCES``)."""
+        self.spawn_exchanges.labels(source=source).inc()
+
+    def server_running(self, key: str, profile: str, *, default_of: str | None = None) -> None:
+        """Server ``key`` (namespace/pod) runs a server of profile ``profile`` (its slug).
+
+        ``default_of``: the user whose default server it is (their Dask clusters run beside it).
+        """
         with self._lock:
             self._running[key] = profile
+            if default_of is not None:
+                self._default_servers[default_of] = key
 
     def server_stopped(self, key: str) -> None:
         with self._lock:
             self._running.pop(key, None)
+            for user in [u for u, k in self._default_servers.items() if k == key]:
+                del self._default_servers[user]
+
+    def default_profile(self, user: str) -> str | None:
+        """The profile slug of ``user``'s running default server, if any."""
+        with self._lock:
+            key = self._default_servers.get(user)
+            return self._running.get(key) if key is not None else None
 
     # --- state read at scrape time ------------------------------------------------------------
 
@@ -181,6 +221,10 @@ class Metrics:
     def watch_profiles(self, source: _ProfilesView) -> None:
         """Report this profile source's generation and refusals (the hub has one; the last one wins)."""
         self._profiles = weakref.ref(source)
+
+    def watch_dask(self, clusters: _DaskView) -> None:
+        """Report these Dask clusters and workers per profile (the hub has one view; the last one wins)."""
+        self._dask = weakref.ref(clusters)
 
     def running_by_profile(self) -> dict[str, int]:
         """Running servers per profile slug: every profile in force (0 if none) and any retired one still running."""
@@ -198,6 +242,28 @@ class Metrics:
         for slug, count in sorted(self.running_by_profile().items()):
             running.add_metric([slug], count)
         yield running
+
+        clusters = GaugeMetricFamily(
+            f"{PREFIX}dask_clusters",
+            "Dask Gateway clusters pending or running, by the profile of their owner's server "
+            "((none): the owner has no running server).",
+            labels=["profile"],
+        )
+        workers = GaugeMetricFamily(
+            f"{PREFIX}dask_workers",
+            "Dask workers requested by those clusters (their scale), by the same profile.",
+            labels=["profile"],
+        )
+        dask = self._dask()
+        if dask is not None:  # no samples on a hub without Dask Gateway
+            in_force = self._profiles()
+            per_profile = dict.fromkeys(in_force.slugs() if in_force is not None else (), (0, 0))
+            per_profile.update(dask.by_profile())
+            for slug, (n_clusters, n_workers) in sorted(per_profile.items()):
+                clusters.add_metric([slug], n_clusters)
+                workers.add_metric([slug], n_workers)
+        yield clusters
+        yield workers
 
         stale = GaugeMetricFamily(
             f"{PREFIX}servers_without_fresh_token",

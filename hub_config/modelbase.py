@@ -22,6 +22,7 @@ __all__ = [
     "HttpUrl",
     "HttpsUrl",
     "K8sName",
+    "KeyedValueError",
     "NonEmptyStr",
     "Quantity",
     "Strict",
@@ -33,6 +34,20 @@ class Strict(BaseModel):
     """Base of every settings/profile model: unknown keys rejected, immutable, documented."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=False)
+
+
+class KeyedValueError(ValueError):
+    """A cross-section rule's refusal that names the settings key it is about.
+
+    pydantic places an error raised by a model validator at that model, so a rule that compares
+    two sections (the Rucio instance's RSE and the storage's EOS mount) would be reported at the
+    top of the document. The problem builder (:func:`hub_config.yamlsource.problems_from_validation`)
+    appends ``key`` to the error's place, so ``validate`` prints the line and key of the value to fix.
+    """
+
+    def __init__(self, key: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]

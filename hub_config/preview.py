@@ -16,11 +16,13 @@ from .errors import AccountError
 from .pod import build_pod_wiring
 from .profiles.kubespawner import resolve_overrides
 from .profiles.loader import LoadedProfile
-from .profiles.model import memory_bytes
+from .profiles.model import Profile, memory_bytes
 from .rucio.account import LOOKUP_AT_SPAWN, account_for, choose_account
+from .rucio.selection import extension_modes
 from .settings.model import Settings
+from .settings.rse import replica_paths_by_instance
 
-__all__ = ["RUCIO_SECRET_SHOWN", "pod_fragment", "rucio_accounts"]
+__all__ = ["RUCIO_SECRET_SHOWN", "pod_fragment", "rucio_accounts", "rucio_panel"]
 
 RUCIO_SECRET_SHOWN = "<pod-name>-rucio"  # noqa: S105 - a name, not a secret
 """The Rucio Secret's name as shown: the real one derives from the pod name, which KubeSpawner picks."""
@@ -121,4 +123,29 @@ def rucio_accounts(settings: Settings, *, username: str, claims: dict[str, Any])
             continue
         if choice.tried:
             out[inst.name]["skipped"] = list(choice.tried)
+    return out
+
+
+def rucio_panel(settings: Settings, profile: Profile) -> dict[str, dict[str, Any]]:
+    """Per instance, the Rucio panel's mode and paths a server of ``profile`` gets.
+
+    The same :func:`~hub_config.rucio.selection.extension_modes` and
+    :func:`~hub_config.settings.rse.replica_paths_by_instance` the hub renders the extension's
+    config from, so an admin sees which profiles read the EOS RSE in place and where.
+    """
+    replica = replica_paths_by_instance(settings.rucio, settings.storage)
+    out: dict[str, dict[str, Any]] = {}
+    for name, mode in extension_modes(settings.rucio, profile).items():
+        paths = replica.get(name)
+        if mode == "replica" and paths is not None:
+            out[name] = {
+                "mode": "replica",
+                "destination_rse": paths.destination_rse,
+                "rse_mount_path": paths.rse_mount_path,
+                "path_begins_at": paths.path_begins_at,
+            }
+        else:
+            out[name] = {"mode": "download"}
+            if paths is not None:
+                out[name]["why"] = f"mount {paths.rse_mount!r} (RSE {paths.destination_rse}) is not in this profile"
     return out

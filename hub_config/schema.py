@@ -20,6 +20,14 @@ CHART_VALUES_KEYS: dict[str, dict[str, Any]] = {
         "type": "object",
         "description": "Plain z2jh 4.4.0 values, passed to the z2jh subchart (validated by its own schema).",
     },
+    "dask-gateway": {
+        "type": "object",
+        "description": "Plain values of the official dask-gateway 2026.3.0 chart, an optional dependency "
+        "(`enabled`, off by default; validated by its own schema). With `datalake.dask_gateway.enabled`.",
+        "properties": {
+            "enabled": {"type": "boolean", "description": "Install Dask Gateway with the hub.", "default": False},
+        },
+    },
     "global": {"type": "object", "description": "Helm global values, shared with subcharts."},
     "profileFiles": {
         "type": "object",
@@ -73,7 +81,8 @@ CHART_VALUES_KEYS: dict[str, dict[str, Any]] = {
                 "type": "object",
                 "additionalProperties": False,
                 "description": "Secret holding Dask Gateway's hub API token (with `datalake.dask_gateway.enabled`); "
-                "mounted into the hub at `datalake.dask_gateway.api_token_file`.",
+                "mounted into the hub at `datalake.dask_gateway.api_token_file`, read by the gateway. A null `name` "
+                "with `dask-gateway.enabled`: the chart generates the Secret (kept across upgrades).",
                 "properties": {
                     "name": {"type": ["string", "null"], "description": "Secret name."},
                     "key": {"type": "string", "description": "Key in the Secret.", "default": "api-token"},

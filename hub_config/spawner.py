@@ -8,6 +8,9 @@
   :func:`hub_config.pod.build_pod_wiring`, which ``preview --pod`` shows) is attached after its
   overrides apply (profile-dependent pod changes cannot happen earlier: pre_spawn_hook runs
   before overrides);
+- the Rucio token exchange is done when the spawn page is shown (in the background) and reused by
+  the Start if still fresh (``RucioProvisioner.preexchange``), taking an IdP round trip per Rucio
+  instance off the Start click; the Secret is still written before the pod exists;
 - the maximum runtime chosen on the spawn page is enforced in `poll()` (every ``poll_interval``
   and when the hub starts), from the pod's annotation, so it survives hub restarts; the server is
   stopped cleanly like any other stop (its Rucio Secret goes too), with a WARNING in the hub log
@@ -28,6 +31,7 @@ from tornado import web
 from traitlets import Any as AnyTrait
 
 from . import stop_notices
+from .dask.clusters import DaskClusters
 from .errors import ChoiceError, KubeError
 from .kube import delete_dask_clusters
 from .metrics import METRICS
@@ -37,6 +41,7 @@ from .profiles.kubespawner import (
     RUNTIME_KEY,
     normalize_user_options,
     resolve_overrides,
+    user_may_use,
 )
 from .profiles.model import Profile
 from .profiles.source import ProfileSource
@@ -54,6 +59,7 @@ class DatalakeSpawner(SpawnForm, KubeSpawner):  # type: ignore[misc]
     datalake_profiles = AnyTrait(help="hub_config ProfileSource").tag(config=True)
     datalake_rucio = AnyTrait(None, allow_none=True, help="hub_config RucioProvisioner").tag(config=True)
     datalake_rotator = AnyTrait(None, allow_none=True, help="hub_config Rotator").tag(config=True)
+    datalake_dask = AnyTrait(None, allow_none=True, help="hub_config DaskClusters (metrics)").tag(config=True)
 
     def _settings(self) -> Settings:
         """The hub's settings, from the shared profile source (see ``hub_config.shared``)."""
@@ -96,6 +102,11 @@ class DatalakeSpawner(SpawnForm, KubeSpawner):  # type: ignore[misc]
     def _metrics_key(self) -> str:
         return f"{self.namespace}/{self.pod_name}"
 
+    @property
+    def _default_of(self) -> str | None:
+        """The user, when this is their default server (the one their Dask clusters run beside)."""
+        return None if self.name else str(self.user.name)
+
     async def _profile_slug(self) -> str:
         """The running server's profile slug (a bounded label: admins define profiles)."""
         slug: str | None = self.__dict__.get("_datalake_slug")
@@ -111,16 +122,24 @@ class DatalakeSpawner(SpawnForm, KubeSpawner):  # type: ignore[misc]
         profile: Profile | None = getattr(self, "_datalake_profile", None)
         if profile is not None:
             self.__dict__["_datalake_slug"] = profile.slug  # chosen by load_user_options for this spawn
+        self._watch_dask()
         future = super().start()
         future.add_done_callback(self._start_done)
         return future
+
+    def _watch_dask(self) -> None:
+        """The hub's Dask cluster metrics list through the spawners' API client (see ``hub_config.dask.clusters``)."""
+        clusters: DaskClusters | None = self.datalake_dask
+        if clusters is not None:
+            clusters.attach(self.api.api_client, self.namespace)
 
     def _start_done(self, future: asyncio.Future[Any]) -> None:
         if future.cancelled() or future.exception() is not None:
             METRICS.spawn_failed("pod")
             return
+        self._own_rucio_secret()
         slug = self.__dict__.get("_datalake_slug") or str((self.user_options or {}).get("profile") or "unknown")
-        METRICS.server_running(self._metrics_key, slug)
+        METRICS.server_running(self._metrics_key, slug, default_of=self._default_of)
 
     async def _load_user_options(self) -> None:
         entries = await self.datalake_profile_list()
@@ -184,6 +203,21 @@ class DatalakeSpawner(SpawnForm, KubeSpawner):  # type: ignore[misc]
 
     # --- Rucio: the server's credentials are ServerRucio's job; these are the calls into it ----
 
+    async def _render_options_form_dynamically(self, current_spawner: Any) -> str:
+        """The spawn page is being shown: exchange the user's Rucio tokens ahead, then render the form.
+
+        The exchange runs in the background (the page is not delayed by it), for the instances of
+        the profiles this user may choose; the Start takes the result if it is still fresh.
+        """
+        provisioner: RucioProvisioner | None = self.datalake_rucio
+        if provisioner is not None:
+            source: ProfileSource = self.datalake_profiles
+            groups = self.user_groups()
+            offered = [lp.profile for lp in source.current() if user_may_use(lp.profile, groups)]
+            provisioner.preexchange(self.user.name, self.user.get_auth_state, offered)
+        html: str = await super()._render_options_form_dynamically(current_spawner)
+        return html
+
     def _rucio(self) -> ServerRucio | None:
         """This server's Rucio lifecycle, or None when the hub provisions no Rucio."""
         provisioner: RucioProvisioner | None = self.datalake_rucio
@@ -212,11 +246,20 @@ class DatalakeSpawner(SpawnForm, KubeSpawner):  # type: ignore[misc]
         except StopIteration:
             return None
 
-    async def datalake_after_pod_created(self, pod: dict[str, Any]) -> None:
-        """The pod exists: its Rucio Secret gets it as owner (see ``ServerRucio.pod_created``)."""
+    def _own_rucio_secret(self) -> None:
+        """The server is running: its pod becomes the owner of its Rucio Secret (``ServerRucio.pod_created``).
+
+        Not KubeSpawner's ``after_pod_created_hook``: with a hook set, KubeSpawner first polls its
+        pod reflector for the new pod's uid with a backoff that, in a spawn storm, added seconds to
+        every start (docs/performance.md). When the start returns, the reflector has the running pod.
+        A start that fails never gets here; its stop deletes the Secret.
+        """
         rucio = self._rucio()
-        if rucio is not None:
-            rucio.pod_created(pod["metadata"]["uid"])
+        reflector = getattr(self, "pod_reflector", None)
+        pod = reflector.pods.get(f"{self.namespace}/{self.pod_name}") if reflector is not None else None
+        uid = (pod or {}).get("metadata", {}).get("uid")
+        if rucio is not None and uid:
+            rucio.pod_created(uid)
 
     async def stop(self, now: bool = False) -> None:
         METRICS.server_stopped(self._metrics_key)
@@ -263,8 +306,10 @@ class DatalakeSpawner(SpawnForm, KubeSpawner):  # type: ignore[misc]
 
     async def poll(self) -> int | None:
         status: int | None = await super().poll()
+        self._watch_dask()
         if status is None:
-            METRICS.server_running(self._metrics_key, await self._profile_slug())  # after a hub restart too
+            # after a hub restart too
+            METRICS.server_running(self._metrics_key, await self._profile_slug(), default_of=self._default_of)
         else:
             METRICS.server_stopped(self._metrics_key)
         rucio = self._rucio()
@@ -322,10 +367,6 @@ async def _profile_list(spawner: DatalakeSpawner) -> list[dict[str, Any]]:
     return await spawner.datalake_profile_list()
 
 
-async def _after_pod_created(spawner: DatalakeSpawner, pod: dict[str, Any]) -> None:
-    await spawner.datalake_after_pod_created(pod)
-
-
 def apply_spawner(
     c: Any,
     settings: Settings,
@@ -341,8 +382,8 @@ def apply_spawner(
     k.datalake_profiles = profiles
     k.datalake_rucio = rucio
     k.datalake_rotator = rotator
+    k.datalake_dask = DaskClusters() if settings.dask_gateway.enabled else None
     k.profile_list = _profile_list
-    k.after_pod_created_hook = _after_pod_created
     k.slug_scheme = "safe"
     k.uid = sp.uid
     k.gid = sp.gid

@@ -19,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from .errors import ConfigError, Problem, format_path
-from .modelbase import PATTERN_MEANINGS
+from .modelbase import PATTERN_MEANINGS, KeyedValueError
 from .redact import redact
 
 __all__ = ["Document", "parse_yaml", "problems_from_validation"]
@@ -231,6 +231,9 @@ def problems_from_validation(err: ValidationError, doc: Document, prefix: tuple[
     for e in err.errors(include_url=False):
         # pydantic marks a dict key's own error with a trailing "[key]": the key's line is the place.
         loc = (*prefix, *(p for p in e["loc"] if isinstance(p, str | int) and p != "[key]"))
+        cause = (e.get("ctx") or {}).get("error")
+        if isinstance(cause, KeyedValueError):
+            loc = (*loc, *cause.key)
         problems.append(doc.problem(loc, _message(e)))
     return problems
 

@@ -133,7 +133,16 @@ def _tokens() -> list[Any]:
                 + f"{rate}))",
                 "failed",
             ),
-            width=24,
+        ),
+        _series(
+            "Rucio tokens at Start, by source",
+            "short",
+            "Tokens a Start took from the exchange done when the spawn page was shown (preexchanged) "
+            "or had to exchange on the click (at_start).",
+            _q(
+                f"sum by (source) (increase({_sel('datalake_hub_spawn_token_exchanges_total')}{rate}))",
+                "{{source}}",
+            ),
         ),
     ]
 
@@ -207,7 +216,19 @@ def _profiles_and_spawns() -> list[Any]:
             "none",
             "Loads of the profile files, by outcome (refused: an edit with problems; the last good set serves).",
             _q(f"sum by (outcome) (increase({_sel('datalake_hub_profile_reloads_total')}{rate}))", "{{outcome}}"),
-            width=24,
+        ),
+        _series(
+            "Dask clusters by profile",
+            "none",
+            "Dask Gateway clusters pending or running, by the profile of their owner's server "
+            "((none): the owner's server has stopped).",
+            _q(f"sum by (profile) ({_sel('datalake_hub_dask_clusters')})", "{{profile}}"),
+        ),
+        _series(
+            "Dask workers by profile",
+            "none",
+            "Workers those clusters are scaled to (what the gateway's controller converges to).",
+            _q(f"sum by (profile) ({_sel('datalake_hub_dask_workers')})", "{{profile}}"),
         ),
     ]
 

@@ -8,13 +8,14 @@ baseline, ..., then reversed) so background noise on the shared machine hits all
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from typing import Any
 
 from ..client import login
 from ..stats import summary
 
-__all__ = ["login_rate", "login_users"]
+__all__ = ["cpu_seconds", "login_rate", "login_users"]
 
 
 def _worker(args: tuple[str, str, list[tuple[str, str]], float]) -> list[tuple[bool, float, str | None]]:
@@ -45,13 +46,30 @@ def _once(args: tuple[str, str, list[tuple[str, str]]]) -> int:
     return sum(0 if login(hub_url, ca, n, p).ok else 1 for n, p in users)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def login_rate(
-    hubs: dict[str, str], ca: str, users: list[tuple[str, str]], *, clients: int, seconds: float, slices: int
+    hubs: dict[str, str],
+    ca: str,
+    users: list[tuple[str, str]],
+    *,
+    clients: int,
+    seconds: float,
+    slices: int,
+    pids: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """logins/s per hub (``{kind: url}``), from ``slices`` alternating slices of ``seconds`` each."""
+    """logins/s per hub (``{kind: url}``), from ``slices`` alternating slices of ``seconds`` each;
+    with ``pids`` ({kind: hub pid}) also the hub's CPU time per login, which the load on a shared
+    machine moves much less than the rate."""
     chunks = [users[i::clients] for i in range(clients)]
     results: dict[str, list[tuple[bool, float, str | None]]] = {k: [] for k in hubs}
     elapsed: dict[str, float] = dict.fromkeys(hubs, 0.0)
+    cpu: dict[str, float] = dict.fromkeys(hubs, 0.0)
     with multiprocessing.get_context("spawn").Pool(clients) as pool:
         # Every user signs in once at every hub first: the slices then measure returning users on
         # warm hubs, not which hub happened to create its users (and warm its caches) first.
@@ -60,9 +78,11 @@ def login_rate(
         for s in range(slices):
             order = list(hubs) if s % 2 == 0 else list(reversed(hubs))
             for kind in order:
+                before = cpu_seconds(pids[kind]) if pids else 0.0
                 for part in pool.map(_worker, [(hubs[kind], ca, c, seconds) for c in chunks]):
                     results[kind].extend(part)
                 elapsed[kind] += seconds
+                cpu[kind] += (cpu_seconds(pids[kind]) - before) if pids else 0.0
     out: dict[str, Any] = {}
     for kind, rows in results.items():
         ok = [sec for good, sec, _ in rows if good]
@@ -77,4 +97,6 @@ def login_rate(
             "latency_s": summary(ok, 3),
             "failures": errors,
         }
+        if pids:
+            out[kind]["hub_cpu_ms_per_login"] = round(1000 * cpu[kind] / len(ok), 1) if ok else None
     return out

@@ -13,6 +13,7 @@ import contextlib
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from ..client import Api
 from ..stack import Kube
 from ..stats import summary
 
-__all__ = ["Spawned", "cleanup", "storm"]
+__all__ = ["Spawned", "before_start", "cleanup", "storm"]
 
 POLL = 0.5
 RETRY_429 = 2.0
@@ -106,6 +107,20 @@ def _watch_pods(kube: Kube, prefix: str, recs: dict[str, Spawned], stop: threadi
             if pod.get("status", {}).get("phase") == "Running" and rec.running_at is None:
                 rec.running_at = now
         stop.wait(POLL)
+
+
+def before_start(
+    view: Callable[[str], str | None], users: list[str], think: float, workers: int = 16
+) -> dict[str, Any]:
+    """Each user opens a hub page first (``view``: ours shows the spawn page, where our hub exchanges
+    Rucio tokens ahead), then all wait ``think`` s (choosing options) before the storm's Start.
+    Bounded concurrency: this is set-up, not a login storm. Returns the page errors by kind."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        errors = Counter(e for e in pool.map(view, users) if e)
+    took = time.monotonic() - started
+    time.sleep(think)
+    return {"seconds": round(took, 1), "think_s": think, "errors": dict(errors)}
 
 
 def storm(

@@ -54,3 +54,38 @@ app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | quote }}
 {{- end }}
+
+{{- /*
+  Dask Gateway (the optional dask-gateway subchart). `.Subcharts` holds a dependency only when it is
+  in charts/ and its condition (`dask-gateway.enabled`) is true, so "dask-gateway.sub" is the
+  subchart's own context or empty, and its names come from its own helpers.
+*/}}
+{{- define "datalake-hub.dask-gateway.on" -}}{{ if index (.Subcharts | default dict) "dask-gateway" }}true{{ end }}{{- end }}
+{{- define "datalake-hub.dask-gateway.token.fullname" -}}{{ include "datalake-hub.prefix" . }}datalake-hub-dask-gateway-token{{- end }}
+{{- /* The forwardAuth Middleware of the Dask dashboards (dask-gateway/dashboard-auth.yaml; hub_config/dask/dashboard_auth.py) */}}
+{{- define "datalake-hub.dask-gateway.dashboard-auth.name" -}}{{ include "datalake-hub.dask-gateway.name" (list "fullname" .) | printf "dashboard-auth-%s" | trunc 63 | trimSuffix "-" }}{{- end }}
+{{- define "datalake-hub.dask-gateway.role.fullname" -}}{{ include "datalake-hub.prefix" . }}datalake-hub-dask-gateway{{- end }}
+
+{{- /* The Secret holding the gateway's hub API token: the operator's (secrets.daskGatewayApiToken.name), or the one the chart generates. */}}
+{{- define "datalake-hub.dask-gateway.token.secretName" -}}
+{{- .Values.secrets.daskGatewayApiToken.name | default (include "datalake-hub.dask-gateway.token.fullname" .) }}
+{{- end }}
+{{- define "datalake-hub.dask-gateway.token.key" -}}{{ .Values.secrets.daskGatewayApiToken.key | default "api-token" }}{{- end }}
+
+{{- /* (list "<dask-gateway helper name>" $) -> the subchart's name for it, e.g. apiName, traefikName */}}
+{{- define "datalake-hub.dask-gateway.name" -}}
+{{- $root := index . 1 }}
+{{- include (printf "dask-gateway.%s" (index . 0)) (index $root.Subcharts "dask-gateway") }}
+{{- end }}
+
+{{- /* Where notebooks reach the gateway through its Traefik: {address, proxy_address}, from the subchart's values. */}}
+{{- define "datalake-hub.dask-gateway.addresses" -}}
+{{- $sub := index .Subcharts "dask-gateway" }}
+{{- $host := printf "%s.%s" (include "datalake-hub.dask-gateway.name" (list "traefikName" .)) .Release.Namespace }}
+{{- $ports := $sub.Values.traefik.service.ports }}
+{{- $prefix := trimSuffix "/" ($sub.Values.gateway.prefix | default "/") }}
+{{- $tcp := $ports.tcp.port }}
+{{- /* `tcp.port: web` shares the web port; the client only reads host:port of proxy_address */}}
+{{- if eq (toString $tcp) "web" }}{{ $tcp = $ports.web.port }}{{ end }}
+{{- toYaml (dict "address" (printf "http://%s:%v%s" $host $ports.web.port $prefix) "proxy_address" (printf "tls://%s:%v" $host $tcp)) }}
+{{- end }}

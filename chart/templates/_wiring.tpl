@@ -41,13 +41,13 @@
 {{- $mounts = append $mounts (dict "name" "datalake-iam-client-secret" "mountPath" (dir $file) "readOnly" true) }}
 {{- end }}
 
-{{- /* Dask Gateway's hub API token, at datalake.dask_gateway.api_token_file, from secrets.daskGatewayApiToken */}}
+{{- /* Dask Gateway's hub API token, at datalake.dask_gateway.api_token_file, from secrets.daskGatewayApiToken
+       (or the Secret the chart generates with the dask-gateway subchart) */}}
 {{- $gw := get $dl "dask_gateway" | default dict }}
-{{- $gwSecret := .Values.secrets.daskGatewayApiToken | default dict }}
-{{- if and (get $gw "enabled") $gwSecret.name }}
+{{- if and (get $gw "enabled") (or .Values.secrets.daskGatewayApiToken.name (include "datalake-hub.dask-gateway.on" .)) }}
 {{- $gwFile := get $gw "api_token_file" | default "/etc/datalake/dask-gateway/api-token" }}
-{{- $gwItem := dict "key" ($gwSecret.key | default "api-token") "path" (base $gwFile) }}
-{{- $volumes = append $volumes (dict "name" "datalake-dask-gateway-token" "secret" (dict "secretName" $gwSecret.name "defaultMode" 288 "items" (list $gwItem))) }}
+{{- $gwItem := dict "key" (include "datalake-hub.dask-gateway.token.key" .) "path" (base $gwFile) }}
+{{- $volumes = append $volumes (dict "name" "datalake-dask-gateway-token" "secret" (dict "secretName" (include "datalake-hub.dask-gateway.token.secretName" .) "defaultMode" 288 "items" (list $gwItem))) }}
 {{- $mounts = append $mounts (dict "name" "datalake-dask-gateway-token" "mountPath" (dir $gwFile) "readOnly" true) }}
 {{- end }}
 {{- toYaml (dict "volumes" $volumes "volumeMounts" $mounts) }}

@@ -15,6 +15,7 @@ OAuthenticator 17.4 gives us the OAuth dance; we add what production needs:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import time
@@ -40,6 +41,8 @@ from .usernames import normalise_username, username_candidates
 __all__ = ["DatalakeOAuthenticator", "SignInFailed", "SignInUnavailable"]
 
 _CLAIM_SECONDS = 60.0
+_KNOWN_SUBJECTS = 20_000
+"""Subjects kept in memory by user (a name and a subject, ~200 bytes each: 4 MB at the bound)."""
 
 
 class SignInUnavailable(web.HTTPError):
@@ -263,7 +266,8 @@ class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
         between would find a user without a subject. The hub is one process, so names handed out
         in the last minute, kept here, close that window.
         """
-        saved = await _saved_subject(db, name, self.user_auth_state_key)
+        known: dict[str, tuple[Any, str]] = self.__dict__.setdefault("_datalake_known_subjects", {})
+        saved = await _saved_subject(db, name, self.user_auth_state_key, known)
         if saved is not None:
             return saved
         pending = self._claims().get(name)
@@ -367,19 +371,37 @@ def _forbidden(message: str) -> web.HTTPError:
     return err
 
 
-async def _saved_subject(db: Any, name: str, key: str) -> str | None:
+async def _saved_subject(db: Any, name: str, key: str, known: dict[str, tuple[Any, str]]) -> str | None:
     """The IAM subject saved with hub user ``name`` (None: no such user, or none saved or readable).
 
     One column, not ``handler.find_user``: loading the whole ORM user (roles, groups, tokens,
     spawners) costs a third of the hub's CPU per login, and JupyterHub loads it again right after.
+    The decrypted subject is kept in ``known`` by what it was read from: the user row's identity
+    (id and creation time) and a digest of the saved auth state. A deleted and re-created user is
+    a different row, and an auth state written since (a login, an admin's PATCH rebinding the
+    name) has a different digest: both are read again, never answered from memory.
     """
-    row = db.query(orm.User.encrypted_auth_state).filter(orm.User.name == name).first()
-    if row is None or row[0] is None:
+    row = db.query(orm.User.id, orm.User.created, orm.User.encrypted_auth_state).filter(orm.User.name == name).first()
+    if row is None:
+        known.pop(name, None)
         return None
+    if row[2] is None:
+        known.pop(name, None)
+        return None
+    identity = (row[0], row[1], hashlib.blake2b(row[2], digest_size=16).digest())
+    cached = known.get(name)
+    if cached is not None and cached[0] == identity:
+        return cached[1]
     try:
-        state = await decrypt(row[0])
+        state = await decrypt(row[2])
     except Exception:  # noqa: BLE001 - as JupyterHub's get_auth_state: unreadable means "none"
         return None
     user_info = state.get(key) if isinstance(state, dict) else None
     sub = user_info.get("sub") if isinstance(user_info, dict) else None
-    return sub if isinstance(sub, str) and sub else None
+    if not isinstance(sub, str) or not sub:
+        known.pop(name, None)
+        return None
+    if len(known) >= _KNOWN_SUBJECTS and name not in known:
+        known.pop(next(iter(known)))
+    known[name] = (identity, sub)
+    return sub

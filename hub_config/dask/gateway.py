@@ -43,6 +43,15 @@ SERVERNAME_ANNOTATION = "hub.jupyter.org/servername"
 SERVER_SELECTOR = "component=singleuser-server"
 """KubeSpawner's label on every notebook pod."""
 GIB = 2**30
+POD_IP_ENV = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+"""The pod's own IP, from the downward API: workers listen on it and advertise it (``--host``)."""
+WORKER_CMD = ["dask", "worker", "--host", "$(POD_IP)"]
+"""``dask worker`` bound to its pod IP, which the kubelet substitutes for ``$(POD_IP)`` in args.
+
+Without ``--host`` a worker listens on every interface and advertises whatever address its default
+route has (``distributed.utils.get_ip``): right in most clusters, wrong wherever that is not the
+pod's (several interfaces, host networking, our platform's shared namespace). The scheduler needs
+nothing: the gateway starts it with ``--host ""`` behind a Service, and its address is the pod's."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +106,8 @@ def cluster_config(
     """KubeClusterConfig overrides for one cluster (what the DaskCluster object records)."""
     check_request(limits, worker_cores=worker_cores, worker_memory=worker_memory)
     pod_config: dict[str, Any] = {"securityContext": facts.security_context} if facts.security_context else {}
-    container_config: dict[str, Any] = {}
+    # Appended to the gateway's env list (its merge appends lists): `environment` takes values only.
+    container_config: dict[str, Any] = {"env": [POD_IP_ENV]}
     if facts.volume is not None and facts.mount is not None:
         pod_config["volumes"] = [facts.volume]
         container_config["volumeMounts"] = [facts.mount]
@@ -106,7 +116,7 @@ def cluster_config(
         # distributed 2026.8 (our images) ships `dask scheduler`/`dask worker` only; the gateway's
         # defaults (`dask-scheduler`, `dask-worker`) are console scripts it no longer installs.
         "scheduler_cmd": ["dask", "scheduler"],
-        "worker_cmd": ["dask", "worker"],
+        "worker_cmd": list(WORKER_CMD),
         "worker_cores": worker_cores,
         "worker_memory": worker_memory,
         "cluster_max_workers": limits.max_workers,
@@ -147,9 +157,13 @@ class ClusterOptions:
         )
 
 
-def configure_gateway(c: Any, *, limits_file: str | Path, namespace: str) -> None:
-    """Set the gateway's cluster options from the limits file the chart renders from our settings."""
+def configure_gateway(c: Any, *, limits_file: str | Path, namespace: str, prefix: str = "/") -> None:
+    """Set the gateway's cluster options from the limits file the chart renders from our settings, and
+    its authenticator: JupyterHub's plus the dashboards' forwardAuth endpoint (``prefix``: the chart's
+    ``gateway.prefix``, under which Traefik serves ``clusters/<name>/``; see
+    :mod:`hub_config.dask.dashboard_auth`)."""
     from ..kube import list_pods
+    from .dashboard_auth import dashboard_authenticator_class
 
     table = json.loads(Path(limits_file).read_text())
 
@@ -157,3 +171,4 @@ def configure_gateway(c: Any, *, limits_file: str | Path, namespace: str) -> Non
         return await list_pods(namespace, SERVER_SELECTOR)
 
     c.Backend.cluster_options = ClusterOptions(table, servers)
+    c.DaskGateway.authenticator_class = dashboard_authenticator_class(prefix)

@@ -13,7 +13,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["GatewayLimits", "LimitError", "check_request", "limits_for", "memory_bytes"]
+__all__ = ["DEFAULT_LIMITS", "GatewayLimits", "LimitError", "check_request", "limits_for", "memory_bytes"]
+
+DEFAULT_LIMITS: dict[str, Any] = {
+    "max_workers": 4,
+    "max_cores_per_worker": 2,
+    "max_memory_per_worker": "4G",
+    "idle_timeout_minutes": 30,
+}
+"""A limit left out of a table entry (the settings model's field defaults are these). The chart hands
+the gateway ``datalake.dask_gateway`` as the operator wrote it, so the gateway fills gaps from here."""
 
 _UNITS = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _MEMORY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([KMGT])$")
@@ -46,7 +55,8 @@ class GatewayLimits:
         return asdict(self)
 
 
-def _one(raw: Mapping[str, Any]) -> GatewayLimits:
+def _one(given: Mapping[str, Any] | None) -> GatewayLimits:
+    raw = {**DEFAULT_LIMITS, **(given or {})}
     return GatewayLimits(
         max_workers=int(raw["max_workers"]),
         max_cores_per_worker=float(raw["max_cores_per_worker"]),
@@ -59,10 +69,11 @@ def limits_for(table: Mapping[str, Any], groups: Iterable[str]) -> GatewayLimits
     """The user's limits: ``table["default"]``, raised field by field by each of their groups' entry.
 
     ``table`` is ``{"default": {...}, "groups": {group: {...}}}`` with the settings' field names
-    (``DaskGatewaySettings.default_limits`` / ``group_limits``). Groups only ever add: being in a
+    (``DaskGatewaySettings.default_limits`` / ``group_limits``); a limit left out is
+    :data:`DEFAULT_LIMITS`'s. Groups only ever add: being in a
     group with smaller limits never lowers what another group grants.
     """
-    found = [_one(table["default"])]
+    found = [_one(table.get("default"))]
     by_group: Mapping[str, Any] = table.get("groups") or {}
     found += [_one(by_group[g]) for g in sorted(set(groups)) if g in by_group]
     return GatewayLimits(

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from ..errors import ExtensionConfigError, UnsafeValue
 from ..jwt import parse_compact_jws
 from ..safevalue import MAX_VALUE_LENGTH, is_unsafe_char, path_problem, value_problem
+from ..settings.rse import ReplicaPaths
 from ..settings.rucio import RucioInstance
 from .account import account_for
 
@@ -242,7 +243,11 @@ def render_token_file(token: str) -> bytes:
 
 
 def _instance_config(
-    inst: RucioInstance, mode: ExtensionMode, token_path: str, problem: str | None = None
+    inst: RucioInstance,
+    mode: ExtensionMode,
+    token_path: str,
+    problem: str | None = None,
+    replica: ReplicaPaths | None = None,
 ) -> dict[str, Any]:
     ext = inst.extension
     settings_values: dict[str, Any] = {
@@ -267,13 +272,14 @@ def _instance_config(
         out["cache_expires_at"] = ext.cache_expires_at
     out["mode"] = mode
     if mode == "replica":
-        if ext.destination_rse is None or ext.rse_mount_path is None:
+        if replica is None:
             raise ExtensionConfigError(
-                f"Rucio instance {inst.name!r}: replica mode needs extension.destination_rse and rse_mount_path"
+                f"Rucio instance {inst.name!r}: replica mode needs extension.destination_rse, rse_mount and "
+                "rse_prefix inside an EOS mount"
             )
-        out["destination_rse"] = _check_value(f"{inst.name}.destination_rse", ext.destination_rse)
-        out["rse_mount_path"] = _check_path(f"{inst.name}.rse_mount_path", ext.rse_mount_path)
-        out["path_begins_at"] = ext.path_begins_at
+        out["destination_rse"] = _check_value(f"{inst.name}.destination_rse", replica.destination_rse)
+        out["rse_mount_path"] = _check_path(f"{inst.name}.rse_mount_path", replica.rse_mount_path)
+        out["path_begins_at"] = replica.path_begins_at
         if ext.replication_rule_lifetime_days is not None:
             out["replication_rule_lifetime_days"] = ext.replication_rule_lifetime_days
     out["wildcard_enabled"] = ext.wildcard_enabled
@@ -290,14 +296,17 @@ def render_extension_config(
     default_instance: str,
     token_path_for: Callable[[str], str],
     modes: Mapping[str, ExtensionMode],
+    replica: Mapping[str, ReplicaPaths] | None = None,
     unavailable: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """``jupyter_server_config.json`` content configuring rucio-jupyterlab 41 for these instances.
 
     ``oidc_auth: file`` points the extension at the same token file the client uses: it re-reads
     the file when the cached token expires, so rotation in place reaches it (``env`` never would).
-    ``modes`` comes from :func:`.selection.extension_modes`; ``token_path_for(name)`` gives the absolute
-    token path in the notebook. The result validates against the extension's own JSON schema.
+    ``modes`` comes from :func:`.selection.extension_modes` and ``replica`` (the replica-mode
+    paths, by instance) from :func:`hub_config.settings.rse.replica_paths_by_instance`;
+    ``token_path_for(name)`` gives the absolute token path in the notebook. The result validates
+    against the extension's own JSON schema.
     ``unavailable`` (name → reason): instances the hub could not set up for this user. They stay
     listed, shown as "<name> (unavailable)" with the reason under ``datalake_unavailable`` (the
     schema allows extra keys), and the default stays the default, so the panel never silently
@@ -314,7 +323,13 @@ def render_extension_config(
     return {
         "RucioConfig": {
             "instances": [
-                _instance_config(i, modes[i.name], token_path_for(i.name), (unavailable or {}).get(i.name))
+                _instance_config(
+                    i,
+                    modes[i.name],
+                    token_path_for(i.name),
+                    (unavailable or {}).get(i.name),
+                    (replica or {}).get(i.name),
+                )
                 for i in instances
             ],
             "default_instance": default_instance,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RenderError
+from ..settings.rse import ReplicaPaths
 from ..settings.rucio import RucioInstance, RucioSettings
 from .render import (
     ExtensionMode,
@@ -149,6 +150,7 @@ def build_rucio_secret(
     accounts: Mapping[str, str],
     issuer: str,
     modes: Mapping[str, ExtensionMode],
+    replica: Mapping[str, ReplicaPaths] | None = None,
     unavailable: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
     owner: OwnerPod | None = None,
@@ -161,7 +163,8 @@ def build_rucio_secret(
     file), ``status.txt`` and ``jupyter_server_config.json``. An unavailable instance's config is a
     stand-in that makes ``rucio`` print why in one line, so ``RUCIO_CONFIG`` never names a missing
     file and the default never silently becomes another instance. ``tokens``/``accounts`` must
-    cover every working instance. ``owner``: the pod, once it exists, so the Secret is
+    cover every working instance; ``replica`` the replica-mode paths of the instances ``modes``
+    puts in replica mode. ``owner``: the pod, once it exists, so the Secret is
     garbage-collected with it.
     """
     default = default_instance(rucio, instances)
@@ -197,6 +200,7 @@ def build_rucio_secret(
         default_instance=default,
         token_path_for=lambda n: token_path(rucio, n),
         modes=modes,
+        replica=replica,
         unavailable=unavailable,
     )
     files[EXTENSION_KEY] = (json.dumps(extension, indent=2, sort_keys=True) + "\n").encode()

@@ -45,32 +45,19 @@ def unknown_instances(rucio: RucioSettings, profile: Profile) -> list[tuple[int,
     return [(n, name) for n, name in enumerate(profile.rucio.instances) if name not in known]
 
 
-def _can_replicate(instance: RucioInstance) -> bool:
-    ext = instance.extension
-    return ext.destination_rse is not None and ext.rse_mount_path is not None
-
-
 def extension_modes(rucio: RucioSettings, profile: Profile) -> dict[str, ExtensionMode]:
     """Extension mode per instance a server of ``profile`` gets.
 
-    Replica mode reads files straight from where the RSE is mounted in the notebook, so it only
-    works when the profile mounts that storage: the profile's explicit ``rucio.mode`` wins,
-    otherwise replica when the instance is configured for replica and its ``rse_mount`` is in the
-    profile's ``mounts``, else download. A profile forcing replica on an instance that has no
-    RSE configured (``destination_rse``/``rse_mount_path``) gets download for that instance:
-    the extension would refuse replica mode without them.
+    Replica mode reads files straight from where the RSE is mounted in the notebook, so it is what
+    a profile gets exactly when it mounts the instance's ``rse_mount`` (the EOS mount its
+    ``destination_rse`` is behind); every other profile, and every instance without an RSE mount,
+    gets download mode. A profile may force ``rucio.mode: download``; forcing replica without the
+    mount is refused by the profile loader, and such an instance falls back to download here.
+    The paths replica mode needs are derived once, by :func:`hub_config.settings.rse.replica_paths`.
     """
     modes: dict[str, ExtensionMode] = {}
     for inst in instances_for(rucio, profile):
         ext = inst.extension
-        mode: ExtensionMode
-        if profile.rucio.mode is not None:
-            mode = profile.rucio.mode
-        elif ext.mode == "replica" and ext.rse_mount is not None and ext.rse_mount in profile.mounts:
-            mode = "replica"
-        else:
-            mode = "download"
-        if mode == "replica" and not _can_replicate(inst):
-            mode = "download"
-        modes[inst.name] = mode
+        mounted = ext.destination_rse is not None and ext.rse_mount is not None and ext.rse_mount in profile.mounts
+        modes[inst.name] = "replica" if mounted and profile.rucio.mode != "download" else "download"
     return modes

@@ -142,9 +142,9 @@ class ServerRucio:
     def pod_created(self, pod_uid: str) -> None:
         """The pod now has a uid: make it own the Secret (deleted with the pod, whoever deletes it).
 
-        Done in the background: KubeSpawner awaits its after-pod-created hook before it starts
-        waiting for the pod, and the owner reference is only a safety net (the Secret is deleted
-        at stop anyway), so an API server slow to answer the patch must not delay the server.
+        Called when the start has returned, in the background: the owner reference is only a
+        safety net (the Secret is deleted at stop anyway), so an API server slow to answer the
+        patch must not delay anything.
         """
         if self._profile is None or not self._wanted(self._profile):
             return
@@ -243,11 +243,13 @@ class ServerRucio:
             return
         if self._rotator is not None:
             self._rotator.untrack(self.key)
-        await stop_pod()
         try:
-            await self._store.delete(self._namespace, self.secret_name)
-        except KubeError as err:
-            log.warning("Could not delete the Rucio Secret of %s: %s", self._pod_name, err)
+            await stop_pod()
+        finally:  # a pod stop that failed (an API timeout in a storm) must not leave the token behind
+            try:
+                await self._store.delete(self._namespace, self.secret_name)
+            except KubeError as err:
+                log.warning("Could not delete the Rucio Secret of %s: %s", self._pod_name, err)
 
 
 class _WatchedStore(SecretStore):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from ..dask.limits import DEFAULT_LIMITS
 from ..modelbase import MEMORY_PATTERN, AbsPath, HttpUrl, K8sName, NonEmptyStr, Strict
 
 __all__ = ["DaskGatewaySettings", "DaskLimits"]
@@ -17,13 +18,22 @@ __all__ = ["DaskGatewaySettings", "DaskLimits"]
 class DaskLimits(Strict):
     """What one IAM group's members may ask of the gateway, per cluster."""
 
-    max_workers: int = Field(4, ge=1, le=1000, description="Most workers one cluster may scale to.")
-    max_cores_per_worker: float = Field(2, gt=0, le=256, description="Most CPU cores one worker may request.")
+    max_workers: int = Field(
+        DEFAULT_LIMITS["max_workers"], ge=1, le=1000, description="Most workers one cluster may scale to."
+    )
+    max_cores_per_worker: float = Field(
+        DEFAULT_LIMITS["max_cores_per_worker"], gt=0, le=256, description="Most CPU cores one worker may request."
+    )
     max_memory_per_worker: str = Field(
-        "4G", pattern=MEMORY_PATTERN, description="Most memory one worker may request (K, M, G or T; 4G = 4 GiB)."
+        DEFAULT_LIMITS["max_memory_per_worker"],
+        pattern=MEMORY_PATTERN,
+        description="Most memory one worker may request (K, M, G or T; 4G = 4 GiB).",
     )
     idle_timeout_minutes: float = Field(
-        30, ge=1, le=7 * 24 * 60, description="A cluster with no client connected for this long is stopped."
+        DEFAULT_LIMITS["idle_timeout_minutes"],
+        ge=1,
+        le=7 * 24 * 60,
+        description="A cluster with no client connected for this long is stopped.",
     )
 
 

@@ -16,6 +16,7 @@ from ..profiles.model import Profile
 from ..yamlsource import Document, parse_yaml, problems_from_validation
 from .dask import DaskGatewaySettings
 from .iam import IAMSettings
+from .rse import rse_problems
 from .rucio import RucioSettings
 from .spawner import ImageSettings, SpawnerSettings
 from .storage import StorageSettings
@@ -66,15 +67,11 @@ class Settings(Strict):
     )
 
     @model_validator(mode="after")
-    def _references_resolve(self) -> Settings:
-        mounts = self.storage.mount_names
-        for inst in self.rucio.instances:
-            ext = inst.extension
-            if ext.rse_mount is not None and ext.rse_mount not in mounts:
-                raise ValueError(
-                    f"rucio instance {inst.name!r}: extension.rse_mount {ext.rse_mount!r} is not a storage "
-                    f"mount (known: {sorted(mounts) or 'none'})"
-                )
+    def _rse_mounts_resolve(self) -> Settings:
+        """Each instance's RSE mount is an EOS mount that shows the RSE's prefix (first problem refused)."""
+        problems = rse_problems(self.rucio, self.storage)
+        if problems:
+            raise problems[0]
         return self
 
     @classmethod

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Discriminator, Field, StringConstraints, Tag, field_validator, model_validator
 
-from ..modelbase import K8sName, NonEmptyStr, Strict
+from ..modelbase import K8sName, KeyedValueError, NonEmptyStr, Strict
 from ..redact import redact
 from ..safevalue import FileHttpsUrl, FileHttpUrl, FileValue, LiteralPath, MountPath
 
@@ -95,30 +95,53 @@ class TokenExchange(Strict):
 
 
 class RucioExtension(Strict):
-    """rucio-jupyterlab settings for this instance."""
+    """rucio-jupyterlab settings for this instance.
 
-    mode: Literal["download", "replica"] = Field(
-        "download",
-        description="`replica` reads files where an RSE is mounted in the notebook; `download` fetches them. "
-        "Profiles that do not mount `rse_mount` fall back to download.",
+    The extension's mode and replica-mode paths are not set here: they are derived
+    (:mod:`hub_config.settings.rse`) from which RSE is behind which EOS mount and the RSE's prefix.
+    Profiles that mount `rse_mount` get replica mode (files read in place, "make available" makes a
+    replication rule to `destination_rse`); every other profile gets download mode.
+    """
+
+    destination_rse: FileValue | None = Field(
+        None,
+        description='The RSE behind `rse_mount` (an EOS mount): "make available" replicates to it and profiles '
+        "that mount it read its files in place (replica mode). Null: download mode everywhere.",
     )
-    destination_rse: FileValue | None = Field(None, description="RSE replicas are made to (replica mode).")
     rse_mount: K8sName | None = Field(
-        None, description="Name of the storage entry (e.g. an EOS mount) where `destination_rse` is mounted."
+        None, description="Name of the EOS mount (`storage.eos[].name`) where `destination_rse`'s files are."
     )
-    rse_mount_path: LiteralPath | None = Field(None, description="Path of the RSE's root inside the notebook.")
-    path_begins_at: int = Field(0, ge=0, description="Index of the PFN path component the mount starts at.")
-    replication_rule_lifetime_days: int | None = Field(None, ge=1, description="Lifetime of replication rules.")
+    rse_prefix: LiteralPath | None = Field(
+        None,
+        description="Path part of `destination_rse`'s protocol prefix, as its PFNs carry it (e.g. `/eos/eulake/rucio` "
+        "in `root://eos.example.org//eos/eulake/rucio/scope/...`); must be inside what `rse_mount` shows "
+        "(`storage.eos[].eos_path`). The extension's `rse_mount_path` and `path_begins_at` are derived from it.",
+    )
+    replication_rule_lifetime_days: int | None = Field(
+        None, ge=1, description='Lifetime of the rules "make available" creates; null: no expiry.'
+    )
     cache_expires_at: int | None = Field(None, ge=0, description="Extension cache lifetime (seconds).")
     wildcard_enabled: bool = Field(False, description="Allow wildcard DID searches in the panel.")
     app_id: FileValue | None = Field(None, description="Rucio `app_id` sent by the extension.")
 
+    @field_validator("rse_prefix")
+    @classmethod
+    def _prefix_plain(cls, value: str | None) -> str | None:
+        if value is not None and any(p in (".", "..") for p in value.split("/")):
+            raise ValueError("must not contain . or .. components (PFNs carry the plain path)")
+        return value
+
     @model_validator(mode="after")
-    def _replica_needs_rse(self) -> RucioExtension:
-        if self.mode == "replica":
-            missing = [k for k in ("destination_rse", "rse_mount", "rse_mount_path") if getattr(self, k) is None]
-            if missing:
-                raise ValueError(f"replica mode needs {', '.join(missing)}")
+    def _rse_and_mount_together(self) -> RucioExtension:
+        given = {k: getattr(self, k) is not None for k in ("destination_rse", "rse_mount", "rse_prefix")}
+        if any(given.values()) and not all(given.values()):
+            missing = [k for k, v in given.items() if not v]
+            named = [k for k, v in given.items() if v]
+            raise KeyedValueError(
+                (missing[0],),
+                f"{', '.join(named)} set but {' and '.join(missing)} missing: an RSE read in place needs its "
+                "name, the EOS mount it is behind and its prefix",
+            )
         return self
 
 

@@ -83,6 +83,17 @@ class EOSMount(Strict):
     host_path: AbsPath = Field("/eos", description="Path on the node where EOS is mounted.")
     mount_path: AbsPath = Field("/eos", description="Mount path inside the notebook.")
     read_only: bool = Field(False, description="Mount read-only.")
+    eos_path: AbsPath | None = Field(
+        None,
+        description="The EOS path `host_path` shows (what PFNs of an RSE on this EOS carry after the host); null: "
+        "`host_path` itself, as the EOS fuse daemon mounts `/eos/<instance>` at that path. Used to derive the Rucio "
+        "panel's replica-mode paths (`rucio.instances[].extension.rse_prefix`).",
+    )
+
+    @property
+    def shown_eos_path(self) -> str:
+        """The EOS path at this mount's root."""
+        return self.eos_path if self.eos_path is not None else self.host_path
 
 
 class ScratchSpace(Strict):

@@ -21,6 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="print platform.json")
     dev = sub.add_parser("dev", help="start the platform and the hub for a person to use")
     dev.add_argument("--port", type=int, default=None, help="the hub's port (default 8000, or $DATALAKE_DEV_PORT)")
+    dev.add_argument(
+        "--netns",
+        choices=("auto", "no"),
+        default="no",
+        help="auto (`make dev`): re-run in a network namespace of its own when root, where Dask clusters run",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
@@ -32,9 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "status":
             print(json.dumps(load_info(), indent=2))
         elif args.cmd == "dev":
-            from .dev import DEV_PORT, run_dev
+            from .dev import DEV_PORT, enter_netns_if_possible, run_dev
 
-            return run_dev(port=args.port or int(os.environ.get("DATALAKE_DEV_PORT", DEV_PORT)))
+            port = args.port or int(os.environ.get("DATALAKE_DEV_PORT", DEV_PORT))
+            if args.netns == "auto":
+                enter_netns_if_possible(port)
+            return run_dev(port=port)
     except PlatformError as err:
         print(f"localplatform: {err}", file=sys.stderr)
         return 1

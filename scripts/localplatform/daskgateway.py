@@ -15,8 +15,10 @@ Before them, the CRDs: Traefik's own, from the module the binary was built from 
 next to it), and DaskCluster (manifests/dask-gateway/daskclusters.yaml, from the pinned chart).
 
 The chart's objects for the API itself (its IngressRoute and the clusters-prefix Middleware) are
-applied as the chart renders them. The one deviation: the API runs as a local process, not a pod, so
-its Service is ``ExternalName`` 127.0.0.1 (the apiserver rejects loopback endpoint IPs).
+applied as the chart renders them, and so is ours with datalake-hub's configuration: the dashboards'
+forwardAuth Middleware, on Traefik's ``web`` entrypoint (:mod:`hub_config.dask.dashboard_auth`).
+The one deviation: the API runs as a local process, not a pod, so its Service is ``ExternalName``
+127.0.0.1 (the apiserver rejects loopback endpoint IPs).
 
 Inside :mod:`localplatform.netns` (pods on a private range, Services with Endpoints) the API runs in a
 private mount namespace whose /etc/hosts is the node agent's cluster-wide Service list: it posts
@@ -63,6 +65,10 @@ INSTANCE = "dask-gateway"
 and the controller select on."""
 API_NAME = f"api-{INSTANCE}"
 CLUSTERS_PREFIX_MIDDLEWARE = f"clusters-prefix-{INSTANCE}"
+DASHBOARD_AUTH_MIDDLEWARE = f"dashboard-auth-{INSTANCE}"
+"""Our forwardAuth Middleware for the clusters' dashboards (chart/templates/dask-gateway/dashboard-auth.yaml)."""
+DASHBOARD_AUTH_PATH = "/api/datalake/dashboard-auth"
+"""``hub_config.dask.dashboard_auth.AUTH_PATH`` (this module does not import hub_config)."""
 CRD_NAMES = (
     "daskclusters.gateway.dask.org",
     "ingressroutes.traefik.io",
@@ -104,11 +110,19 @@ def _established(kubeconfig: str) -> set[str]:
     }
 
 
-def _api_objects(namespace: str, api_port: int) -> list[dict[str, Any]]:
-    """The chart's objects for the API (templates/gateway/{service,ingressroute,middleware}.yaml)."""
+def _api_objects(namespace: str, api_port: int, *, dashboard_auth: bool) -> list[dict[str, Any]]:
+    """The chart's objects for the API (templates/gateway/{service,ingressroute,middleware}.yaml), and
+    with ``dashboard_auth`` ours (chart/templates/dask-gateway/dashboard-auth.yaml)."""
     labels = {"gateway.dask.org/instance": INSTANCE, "app.kubernetes.io/name": "dask-gateway"}
     meta = {"namespace": namespace, "labels": labels}
+    ours = {
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "Middleware",
+        "metadata": {"name": DASHBOARD_AUTH_MIDDLEWARE, **meta},
+        "spec": {"forwardAuth": {"address": f"http://127.0.0.1:{api_port}{DASHBOARD_AUTH_PATH}"}},
+    }
     return [
+        *([ours] if dashboard_auth else []),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -140,9 +154,11 @@ def _api_objects(namespace: str, api_port: int) -> list[dict[str, Any]]:
     ]
 
 
-def _start_traefik(state: Path, kubeconfig: str, ports: dict[str, int]) -> Proc:
-    """Traefik with the chart's arguments (templates/traefik/deployment.yaml), on loopback ports."""
+def _start_traefik(state: Path, kubeconfig: str, ports: dict[str, int], web_middlewares: list[str]) -> Proc:
+    """Traefik with the chart's arguments (templates/traefik/deployment.yaml), on loopback ports, and the
+    ``web`` entrypoint's middlewares our chart adds (its traefik.additionalArguments)."""
     traefik = ensure_tool("traefik")
+    extra = [f"--entrypoints.web.http.middlewares={','.join(web_middlewares)}"] if web_middlewares else []
     proc = spawn(
         "traefik",
         [
@@ -160,6 +176,7 @@ def _start_traefik(state: Path, kubeconfig: str, ports: dict[str, int]) -> Proc:
             f"--entrypoints.traefik.address=127.0.0.1:{ports['traefik']}",
             f"--entrypoints.web.address=127.0.0.1:{ports['web']}",
             f"--entrypoints.tcp.address=127.0.0.1:{ports['tcp']}",
+            *extra,
         ],
         state,
         env={"KUBECONFIG": kubeconfig},
@@ -176,11 +193,11 @@ def _start_processes(
     venv: Path,
     run: dict[str, Any],
     run_file: Path,
-    api_token_file: Path,
 ) -> tuple[list[Any], str]:
     """Start Traefik, the controller and the API as the chart runs them; wait until each answers.
     Returns the processes and Traefik's web address."""
-    traefik = _start_traefik(state, kubeconfig, ports)
+    middlewares = [f"{run['namespace']}-{DASHBOARD_AUTH_MIDDLEWARE}@kubernetescrd"] if "limits_file" in run else []
+    traefik = _start_traefik(state, kubeconfig, ports, middlewares)
     server = str(venv / "bin" / "dask-gateway-server")
     env = {
         "DATALAKE_DASK_GATEWAY": str(run_file),
@@ -189,8 +206,6 @@ def _start_processes(
         "PYTHONPATH": str(REPO_ROOT),  # hub_config, as the chart mounts it into the gateway
     }
     controller = spawn("dask-gateway-controller", [server, "kube-controller", "--config", CONFIG_FILE], state, env=env)
-    token = api_token_file.read_text().strip()
-    api_env = {**env, "JUPYTERHUB_API_TOKEN": token}
     api_argv: list[str | Path] = [server, "--config", CONFIG_FILE]
     hosts = (info.get("nodeagent") or {}).get("cluster_hosts")
     if hosts and pod_network() is not None:
@@ -198,7 +213,7 @@ def _start_processes(
         # http://dask-<id>.<ns>:8788, a name only the node agent's hosts file knows (no cluster DNS).
         Path(hosts).touch(exist_ok=True)
         api_argv = [*UNSHARE_HOSTS, hosts, *api_argv]
-    api = spawn("dask-gateway-api", api_argv, state, env=api_env)
+    api = spawn("dask-gateway-api", api_argv, state, env=env)
     wait_http("dask-gateway API /api/health", f"{run['api_url']}/health", 60, proc=api)
     wait_for("dask-gateway controller", controller.alive, 5, proc=controller)
     proxy = f"http://127.0.0.1:{ports['web']}"
@@ -214,12 +229,17 @@ def up(
     api_token_file: Path,
     limits: dict[str, Any] | None = None,
     service_name: str = "dask-gateway",
+    simple_auth_password_file: Path | None = None,
+    cluster_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Install the CRDs and start Traefik, the controller and the API; return this run's section.
 
-    ``api_token_file`` holds the gateway's hub service token (the chart reads it from a Secret into
-    ``JUPYTERHUB_API_TOKEN``); it is read here and handed to the API process only. ``limits`` is
+    ``api_token_file`` holds the gateway's hub service token: its path goes in the run file and
+    daskgateway_config.py reads it (the chart's gateway reads it from its Secret at start-up); no
+    environment variable carries it. ``limits`` is
     the hub's limits table (``hub_config.dask.hub.limits_table``); None runs the stock gateway.
+    Benchmarks only: ``simple_auth_password_file`` replaces JupyterHub auth by the gateway's
+    SimpleAuthenticator (one password, no hub), ``cluster_config`` sets ``KubeClusterConfig`` traits.
     """
     controlplane = info.get("controlplane") or {}
     kubeconfig = controlplane.get("kubeconfig")
@@ -242,17 +262,26 @@ def up(
         "jupyterhub_api_url": jupyterhub_api_url,
         "clusters_prefix_middleware": CLUSTERS_PREFIX_MIDDLEWARE,
         "service_name": service_name,
+        "api_token_file": str(api_token_file),
     }
     if limits is not None:
         write_json(root / "limits.json", limits)
         run["limits_file"] = str(root / "limits.json")
+    if simple_auth_password_file is not None:
+        run["simple_auth_password_file"] = str(simple_auth_password_file)
+    if cluster_config:
+        run["cluster_config"] = cluster_config
     run_file = root / "run.json"
     write_json(run_file, run)
-    objects = {"apiVersion": "v1", "kind": "List", "items": _api_objects(namespace, ports["api"])}
+    objects = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": _api_objects(namespace, ports["api"], dashboard_auth=limits is not None),
+    }
     kubectl(kubeconfig, "apply", "-f", "-", input_text=json.dumps(objects))
 
     try:  # a start that fails half-way stops what it started: nothing outlives a failed `up`
-        procs, proxy = _start_processes(state, info, kubeconfig, ports, venv, run, run_file, api_token_file)
+        procs, proxy = _start_processes(state, info, kubeconfig, ports, venv, run, run_file)
     except BaseException:
         down(state)
         raise
@@ -264,6 +293,7 @@ def up(
         "venv": str(venv),
         "traefik": str(ensure_tool("traefik")),
         "logs": {p.name: str(p.log) for p in procs},
+        "pids": {p.name: p.pid for p in procs},
     }
     write_json(root / "section.json", section)
     return section

@@ -12,6 +12,7 @@ addresses are loopback ``host:port`` pairs instead of Service DNS names.
 
 import json
 import os
+import sys
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821 - provided by traitlets' config loader
 
@@ -28,7 +29,18 @@ c.KubeClusterConfig.namespace = run["namespace"]
 c.DaskGateway.authenticator_class = "dask_gateway_server.auth.JupyterHubAuthenticator"
 c.JupyterHubAuthenticator.jupyterhub_api_url = run["jupyterhub_api_url"]
 c.JupyterHubAuthenticator.jupyterhub_service_name = run["service_name"]
-# The gateway's own hub API token arrives as the chart passes it: JUPYTERHUB_API_TOKEN, from a Secret.
+# The gateway's own hub API token, read from its file at start-up by the API only (the chart's
+# gateway reads it from its Secret: hub_config/dask/gateway_bootstrap.py; its controller never
+# sees it): never in the environment.
+if "kube-controller" not in sys.argv[1:2]:
+    c.JupyterHubAuthenticator.jupyterhub_api_token = open(run["api_token_file"]).read().strip()  # noqa: SIM115
+if "simple_auth_password_file" in run:
+    # Benchmarks only (no hub): the chart's `gateway.auth.type: simple`, one shared password.
+    c.DaskGateway.authenticator_class = "dask_gateway_server.auth.SimpleAuthenticator"
+    c.SimpleAuthenticator.password = open(run["simple_auth_password_file"]).read().strip()  # noqa: SIM115
+# The chart's gateway.backend.{scheduler,worker} values (benchmarks: the stock configuration's).
+for key, value in (run.get("cluster_config") or {}).items():
+    setattr(c.KubeClusterConfig, key, value)
 
 # datalake-hub's part (the chart's gateway.extraConfig): per-group limits, the notebook's image and
 # its Rucio Secret for every cluster (hub_config.dask.gateway).

@@ -115,7 +115,14 @@ def local_settings(info: dict[str, Any], *, client_id: str, secret_file: Path, p
         "announcement": {"text": "Local development hub: data and servers are throwaway.", "level": "info"},
     }
     if rucio:
-        settings["storage"]["eos"] = [{"name": "eos", "host_path": rucio["rse_dir"], "mount_path": "/eos/lake"}]
+        # The RSE behind the EOS mount, described as a site would: the directory its WebDAV server
+        # serves is what the mount shows, the EOS path `/eos/lake` that its PFNs carry
+        # (https://host:port/eos/lake/<scope path>). The Rucio panel's replica-mode paths are
+        # derived from these: profiles mounting `eos` read its files in place.
+        eos = rucio["rses"][rucio["rse"]]
+        settings["storage"]["eos"] = [
+            {"name": "eos", "host_path": eos["dir"], "eos_path": _eos_path(eos), "mount_path": eos["eos_mount"]}
+        ]
         settings["rucio"] = {"instances": [local_rucio_instance(info)]}
     else:
         settings["storage"]["eos"] = [
@@ -123,6 +130,11 @@ def local_settings(info: dict[str, Any], *, client_id: str, secret_file: Path, p
         ]
     settings["storage"]["cvmfs"] = {"name": "cvmfs", "host_path": str(Path(info["_state"]) / "cvmfs")}
     return settings
+
+
+def _eos_path(endpoint: dict[str, Any]) -> str:
+    """The path the EOS RSE's PFNs carry (its WebDAV prefix, e.g. ``/eos/lake``)."""
+    return "/" + str(endpoint["prefix"]).strip("/")
 
 
 def local_rucio_instance(info: dict[str, Any], **overrides: Any) -> dict[str, Any]:
@@ -139,6 +151,11 @@ def local_rucio_instance(info: dict[str, Any], **overrides: Any) -> dict[str, An
         "account_claim": "rucio_account",
         "account_template": "{username}",
         "account_transforms": ["lowercase", {"replace": {".": "_"}}, "drop_invalid", "truncate"],
+        "extension": {
+            "destination_rse": rucio["rse"],
+            "rse_mount": "eos",
+            "rse_prefix": _eos_path(rucio["rses"][rucio["rse"]]),
+        },
     }
     return {**instance, **overrides}
 

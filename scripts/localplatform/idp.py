@@ -420,6 +420,12 @@ def fault_echoes(info: dict[str, Any]) -> list[str]:
     return echoed
 
 
+def exchanges_for(info: dict[str, Any], sub: str) -> int:
+    """Token exchanges this IdP process accepted a subject token of user ``sub`` for (since it started)."""
+    counts: dict[str, int] = _admin(info, "/admin/token-requests")["exchanges_by_sub"]
+    return int(counts.get(sub, 0))
+
+
 def load_users(info: dict[str, Any]) -> list[dict[str, Any]]:
     """The fixture users this IdP serves (username, password, sub, groups, rucio_account, ...)."""
     users: list[dict[str, Any]] = json.loads(Path(_idp_section(info)["users_file"]).read_text())["users"]

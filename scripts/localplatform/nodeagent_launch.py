@@ -15,9 +15,16 @@ The view, in order:
    container's writable layer, and a kubelet-style ``/etc/hosts``.
 3. The pod's volumes at their ``mountPath``, shallowest first, read-only where asked.
 
-A mount point that does not exist is created without touching the host: the nearest existing
-ancestor gets an overlayfs whose upper layer is in the pod's directory; inside a directory that is
-itself one of the pod's volumes it is simply created there (as a container runtime would).
+0. A root of the pod's own: a tmpfs holding bind mounts of the host's top-level entries, made the
+   namespace's root with ``pivot_root`` (so ``nsenter --mount`` lands in it too). Top-level mount
+   points a pod creates (``/eos``) live there, never on the host; and the storage roots in
+   :data:`POD_ONLY_ROOTS` are left out unless the pod mounts something there: a profile without the
+   EOS mount has no ``/eos`` at all, even on a machine whose host has one.
+
+A mount point that does not exist is created without touching the host: at the top level, in the
+pod's root; deeper, the nearest existing ancestor gets an overlayfs whose upper layer is in the
+pod's directory; inside a directory that is itself one of the pod's volumes it is simply created
+there (as a container runtime would).
 
 Stdlib only and standalone on purpose: it runs before anything of the project is importable for
 the pod user, and it must stay small enough to audit.
@@ -40,6 +47,12 @@ MS_NODEV = 4
 MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
+MNT_DETACH = 2
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 217}
+"""``pivot_root``'s syscall number (glibc has no wrapper)."""
+POD_ONLY_ROOTS = frozenset({"/eos", "/cvmfs"})
+"""Storage roots that exist on a node only where the kubelet mounts them into a pod: a pod that
+mounts nothing there does not see them, whatever the host has (an older agent created ``/eos``)."""
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -57,6 +70,25 @@ def _bind(source: str, target: str, read_only: bool) -> None:
     _mount(source, target, None, MS_BIND | MS_REC)
     if read_only:
         _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+
+
+def _umount(target: str) -> None:
+    if _libc.umount2(target.encode(), MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"umount {target}: {os.strerror(err)}")
+
+
+def _pivot_root(new_root: str) -> None:
+    """Make ``new_root`` (a mount point) this namespace's root and drop the old one."""
+    number = _SYS_PIVOT_ROOT.get(os.uname().machine)
+    if number is None:
+        raise OSError(f"pivot_root: unknown syscall number on {os.uname().machine}")
+    os.chdir(new_root)
+    if _libc.syscall(number, b".", b".") != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"pivot_root {new_root}: {os.strerror(err)}")
+    _umount(".")  # the old root, stacked under the new one by pivot_root(".", ".")
+    os.chdir("/")
 
 
 def _mountpoints() -> list[str]:
@@ -83,6 +115,31 @@ class View:
         _mount("tmpfs", str(self.scratch), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4m")
         self.scratch_fd = os.open(self.scratch, os.O_PATH)
 
+    def private_root(self) -> None:
+        """Pivot into a tmpfs root holding the host's top-level entries (less unwanted storage roots)."""
+        paths = [os.path.normpath(m[k]) for m in self.spec["mounts"] for k in ("target", "source")]
+        wanted = {r for r in POD_ONLY_ROOTS if any(p == r or p.startswith(r + "/") for p in paths)}
+        root = Path(self.spec["pod_dir"]) / "root"
+        root.mkdir(exist_ok=True)
+        _mount("tmpfs", str(root), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
+        for name in sorted(os.listdir("/")):
+            src = "/" + name
+            if src in POD_ONLY_ROOTS and src not in wanted:
+                continue
+            dst = root / name
+            if os.path.islink(src):
+                os.symlink(os.readlink(src), dst)
+            elif os.path.isdir(src):
+                dst.mkdir()
+                _mount(src, str(dst), None, MS_BIND | MS_REC)
+            elif os.path.exists(src):
+                dst.touch()
+                _mount(src, str(dst), None, MS_BIND)
+        _pivot_root(str(root))
+        # The recursive bind of the checkout's ancestor brought along a copy of the new root itself.
+        if os.path.ismount(root):
+            _umount(str(root))
+
     def _is_owned(self, path: str) -> bool:
         return any(path == o or path.startswith(o.rstrip("/") + "/") for o in self.owned)
 
@@ -96,9 +153,7 @@ class View:
         if self._is_owned(ancestor):
             pass  # inside one of the pod's own volumes: create it there, as a runtime would
         elif ancestor == "/":
-            # An overlay over / would need every mount re-made; the runtime would create this
-            # directory in the image's rootfs, we create it on the host (and say so).
-            sys.stderr.write(f"nodeagent: creating mount point {target} on the host\n")
+            pass  # the pod's own root (a tmpfs, see private_root), as in an image's rootfs
         else:
             self._overlay(ancestor)
         if is_dir:
@@ -150,6 +205,7 @@ class View:
     def mount_all(self) -> None:
         """Bind every source at its target; sources are opened first so hiding cannot lose them."""
         mounts = sorted(self.spec["mounts"], key=lambda m: (m["target"].count("/"), m["target"]))
+        self.private_root()  # first: a bind from a source opened in the old root would be refused
         fds = [os.open(m["source"], os.O_PATH) for m in mounts]
         self.prepare_scratch()
         self.hide_closed_ancestors(self.spec.get("image_paths", []))

@@ -170,7 +170,7 @@ def launch(spec_path: Path, log_path: Path, pod_dir: Path, key: str) -> subproce
         if start:
             break
         time.sleep(0.01)
-    (pod_dir / "pid").write_text(f"{proc.pid} {start}")
+    _replace(pod_dir / "pid", f"{proc.pid} {start}")
     return proc
 
 
@@ -181,13 +181,21 @@ def note_namespace(pod_dir: Path, pid: int) -> str | None:
         return None
     record = pod_dir / "pid"
     with contextlib.suppress(OSError):
-        record.write_text(f"{record.read_text().strip()} {ns}")
+        _replace(record, f"{record.read_text().strip()} {ns}")
     return ns
 
 
 def write_meta(pod_dir: Path, namespace: str, name: str, uid: str, ip: str) -> None:
     """Say which pod a directory belongs to (read back by :func:`read_pod_records`)."""
-    (pod_dir / "meta.json").write_text(json.dumps({"namespace": namespace, "name": name, "uid": uid, "ip": ip}))
+    _replace(pod_dir / "meta.json", json.dumps({"namespace": namespace, "name": name, "uid": uid, "ip": ip}))
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (a sibling file renamed over it): tests read these records
+    while the agent updates them, and a truncated file would read as "no process" for that moment."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def read_pod_records(pods_dir: Path) -> list[PodRecord]:

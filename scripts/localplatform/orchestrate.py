@@ -62,6 +62,9 @@ def platform_down(state: Path | None = None) -> None:
 
         for hub_dir in sorted(hubs.iterdir()):
             stop_hub(root, hub_dir.name)
+    from .daskgateway import down as dask_gateway_down
+
+    dask_gateway_down(root)  # started beside the hubs (make dev, the Dask tests), not a component
     for name in reversed(COMPONENTS):
         try:
             _module(name).down(root)

@@ -21,6 +21,7 @@ from .idp import install_node_modules
 from .imagepkgs import ensure_image_packages
 from .prometheus import ensure_prometheus
 from .rucio_server import ensure_server_venv
+from .rucio_storage import ensure_webdav_venv
 from .sessionenv import ensure_session_venv
 
 log = logging.getLogger("localplatform.prepare")
@@ -46,6 +47,7 @@ def _downloads() -> list[tuple[str, float, BaseException | None]]:
         ("npm ci (IdP, proxy)", install_node_modules),
         ("session venv", ensure_session_venv),
         ("Rucio server venv", ensure_server_venv),
+        ("WebDAV storage venv (the lake's RSEs)", ensure_webdav_venv),
         ("dask-gateway-server venv", ensure_gateway_venv),
         ("Chromium (apt, for tests/e2e)", ensure_chromium),
         ("R + IRkernel (apt, the datascience image's apt layer)", ensure_image_packages),

@@ -7,17 +7,23 @@ included), JWKS signature, ``aud`` ∋ ``rucio``, ``scope`` ⊇ ``openid profile
 
 Layout: its own venv (``~/.cache/datalake-hub/venvs/rucio-server-<hash>``; its pins clash with
 rucio-clients'), everything else under ``<state>/rucio_server/``: the server ``rucio.cfg``, the
-alembic.ini, ``idpsecrets.json``, the SQLite DB and the RSE's directory. Each fresh start rebuilds
-the DB (about a second) from the IdP's fixture users, so a new IdP issuer or user set never meets
-stale identities (a pristine copy of the bootstrapped DB is kept per state dir, so a warm start
-skips even that). ``up`` is idempotent: a running server started for the same inputs is reused.
+alembic.ini, ``idpsecrets.json``, the SQLite DB and the RSEs' directories (``rse/<rse>``), each served
+over HTTPS by a WebDAV server of :mod:`localplatform.rucio_storage`. The server loads our policy
+package (``rucio/policy/datalake_rucio_policy``). Each fresh start rebuilds the DB (about a second)
+from the IdP's fixture users, so a new IdP issuer or user set never meets stale identities (a
+pristine copy of the bootstrapped DB is kept per state dir, so a warm start skips even that). ``up``
+is idempotent: a running server (and storage) started for the same inputs is reused.
 
 Section (``platform.json["rucio_server"]``): ``url``, ``auth_url`` (same server), ``pid``, ``rse``
-(``LOCAL_EOS``), ``rse_dir`` (the posix RSE's root; PFNs are ``file://localhost:0<rse_dir>/<path>``
-with ``user.alice`` → ``user/alice``), ``accounts`` {username: account}, ``skipped_users``
-{username: Rucio's reason}, ``scopes`` {account: scope}, ``dids``, ``files`` {scope:name: path},
-``shared_scope``, ``issuer`` (as trusted, = ``iss`` in tokens), ``ca_bundle``, ``audience``,
-``venv``, ``config`` (server rucio.cfg), ``log``, ``root`` {account, username, password} (userpass),
+(``LOCAL_EOS``, the RSE behind the EOS mount), ``rse_dir`` (its WebDAV root, which the hub mounts at
+``/eos/lake``), ``user_rse`` (``LOCAL_USERDISK``, where users upload), ``rses`` {rse: {``url``,
+``scheme``, ``hostname``, ``port``, ``prefix``, ``dir``, ``eos_mount``, ``user_upload``, ``pid``,
+``log``}} (PFNs are ``https://127.0.0.1:<port><prefix><scope path>/<name>``, ``user.alice`` →
+``user/alice``), ``accounts`` {username: account}, ``skipped_users`` {username: Rucio's reason},
+``scopes`` {account: scope}, ``dids``, ``files`` {scope:name: path on LOCAL_EOS's disk},
+``remote_files`` {scope:name: path on LOCAL_USERDISK's disk}, ``rules`` {dataset: RSE},
+``shared_scope``, ``issuer`` (as trusted, = ``iss`` in tokens), ``ca_bundle``, ``audience``, ``venv``,
+``config`` (server rucio.cfg), ``log``, ``root`` {account, username, password} (userpass),
 ``fingerprint``.
 
 Tests act as a notebook's ``rucio`` CLI with :func:`localplatform.clients.run_rucio`.
@@ -41,7 +47,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from . import rucio_storage
 from .base import CACHE_DIR, PlatformError, Proc, free_port, spawn, stop_pidfile, wait_http, write_json
+from .idp_tls import ensure_tls
 
 __all__ = [
     "NAME",
@@ -62,7 +70,10 @@ REQUIREMENTS = HERE / "requirements.txt"
 CLIENT_REQUIREMENTS = HERE / "client-requirements.txt"
 """Fallback client venv's pins, used only when the node agent's session venv module is missing."""
 BOOTSTRAP = HERE / "bootstrap.py"
-RSE_NAME = "LOCAL_EOS"
+POLICY_DIR = HERE / "policy"
+"""Holds ``datalake_rucio_policy``, the server's policy package (on its ``PYTHONPATH``)."""
+RSE_NAME = rucio_storage.EOS_RSE
+USER_RSE = rucio_storage.USER_RSE
 SHARED_SCOPE = "datalake"
 ROOT_USERNAME = "datalake-root"
 IDP_CLIENT_ID = "rucio-server"
@@ -84,7 +95,7 @@ def _python312() -> str:
     return shutil.which("python3.12") or sys.executable
 
 
-def _build_venv(prefix: str, requirements: Path, cache: Path | None = None) -> Path:
+def build_venv(prefix: str, requirements: Path, cache: Path | None = None) -> Path:
     """Build (once) a venv named ``<prefix>-<hash of requirements and interpreter>``; return its path.
 
     Built in place (a venv cannot move: its scripts' shebangs name it) under a file lock, with the
@@ -128,7 +139,7 @@ def _build_venv(prefix: str, requirements: Path, cache: Path | None = None) -> P
 
 def ensure_server_venv(cache: Path | None = None) -> Path:
     """The Rucio server's venv (``rucio==41.5.1`` and its pinned dependencies)."""
-    return _build_venv("rucio-server", REQUIREMENTS, cache)
+    return build_venv("rucio-server", REQUIREMENTS, cache)
 
 
 def client_venv() -> Path:
@@ -139,7 +150,7 @@ def client_venv() -> Path:
     try:
         from . import sessionenv
     except ImportError:
-        return _build_venv("rucio-clients", CLIENT_REQUIREMENTS)
+        return build_venv("rucio-clients", CLIENT_REQUIREMENTS)
     return Path(sessionenv.ensure_session_venv())
 
 
@@ -158,6 +169,7 @@ def _paths(state: Path) -> dict[str, Path]:
         "result": home / "bootstrap-result.json",
         "section": home / "section.json",
         "dbcache": home / "db-cache",
+        "rse_root": home / "rse",
         "rse_dir": home / "rse" / RSE_NAME.lower(),
         "logdir": state / "logs",
         "pidfile": state / "pids" / f"{NAME}.pid",
@@ -291,6 +303,7 @@ def _server_env(paths: dict[str, Path], venv: Path, idp: dict[str, Any]) -> dict
         "RUCIO_CONFIG": str(paths["cfg"]),
         "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(POLICY_DIR),
     }
     bundle = idp.get("ca_bundle") or idp.get("ca")
     if bundle:
@@ -309,6 +322,8 @@ def _fingerprint(idp: dict[str, Any], users: list[dict[str, Any]], venv: Path) -
         str(venv),
         BOOTSTRAP.read_text(),
         (HERE / "rucio.cfg.template").read_text(),
+        *(p.read_text() for p in sorted(POLICY_DIR.rglob("*.py"))),
+        (HERE / "webdav_server.py").read_text(),
     ):
         digest.update(part.encode())
     return digest.hexdigest()[:16]
@@ -361,7 +376,8 @@ def _cached_bootstrap(paths: dict[str, Path], key: str) -> dict[str, Any] | None
     if not (meta.exists() and (paths["dbcache"] / f"{key}.db").exists()):
         return None
     cached: dict[str, Any] = json.loads(meta.read_text())
-    if not all(Path(f).exists() for f in cached["result"]["files"].values()):
+    result = cached["result"]
+    if not all(Path(f).exists() for f in [*result["files"].values(), *result.get("remote_files", {}).values()]):
         return None
     return cached
 
@@ -377,24 +393,47 @@ def _store_bootstrap(paths: dict[str, Path], key: str, password: str, result: di
 
 
 def _reusable(paths: dict[str, Path], fingerprint: str) -> dict[str, Any] | None:
-    """The running server's section, if it was set up from the same IdP, users and venv."""
+    """The running server's section, if it was set up from the same IdP, users and venv (and its
+    storage servers still run)."""
     if not (paths["section"].exists() and paths["pidfile"].exists()):
         return None
     previous: dict[str, Any] = json.loads(paths["section"].read_text())
-    if previous.get("fingerprint") == fingerprint and _ping(previous["url"]):
+    fresh = previous.get("fingerprint") == fingerprint and rucio_storage.running(previous.get("rses") or {})
+    if fresh and _ping(previous["url"]):
         log.info("rucio server already up at %s", previous["url"])
         return previous
     return None
 
 
 def _fresh_db(paths: dict[str, Path], key: str, cached: dict[str, Any] | None) -> None:
-    """Start from the cached bootstrapped DB when there is one, else from nothing (and no RSE files)."""
+    """Start from the cached bootstrapped DB when there is one, else from nothing (and no RSE files).
+
+    With the cached DB, files a previous run uploaded are removed from the RSEs' disks: the pristine
+    DB does not know them, and a storage holding unregistered files refuses a new upload of that name.
+    """
     paths["db"].unlink(missing_ok=True)
     if cached:
         shutil.copyfile(paths["dbcache"] / f"{key}.db", paths["db"])
+        result = cached["result"]
+        keep = {str(Path(f)) for f in [*result["files"].values(), *result.get("remote_files", {}).values()]}
+        for path in sorted(paths["rse_root"].rglob("*"), reverse=True):
+            if path.is_file() and str(path) not in keep:
+                path.unlink()
     else:
-        shutil.rmtree(paths["rse_dir"], ignore_errors=True)
+        shutil.rmtree(paths["rse_root"], ignore_errors=True)
         paths["rse_dir"].mkdir(parents=True)
+
+
+def _storage_tls(paths: dict[str, Path], idp: dict[str, Any]) -> tuple[Path, Path, Path]:
+    """The IdP's CA and server certificate (valid for 127.0.0.1 on any port), else a CA of our own.
+
+    Sessions and the hub already trust the IdP's CA (``ca_bundle``), so they trust the storage too.
+    """
+    if idp.get("ca"):
+        return ensure_tls(Path(idp["ca"]).parent, rucio_storage.HOST)
+    tls = paths["home"] / "tls"
+    tls.mkdir(mode=0o700, exist_ok=True)
+    return ensure_tls(tls, rucio_storage.HOST)
 
 
 def _spawn_server(state: Path, venv: Path, port: int, env: dict[str, str], home: Path) -> Proc:
@@ -419,7 +458,13 @@ def _spawn_server(state: Path, venv: Path, port: int, env: dict[str, str], home:
 
 
 def _section(
-    url: str, proc: Proc, paths: dict[str, Path], venv: Path, idp: dict[str, Any], result: dict[str, Any]
+    url: str,
+    proc: Proc,
+    paths: dict[str, Path],
+    venv: Path,
+    idp: dict[str, Any],
+    result: dict[str, Any],
+    rses: dict[str, Any],
 ) -> dict[str, Any]:
     """What tests and the hub need to reach the server and know who is in it."""
     return {
@@ -428,6 +473,10 @@ def _section(
         "pid": proc.pid,
         "rse": RSE_NAME,
         "rse_dir": str(paths["rse_dir"]),
+        "user_rse": USER_RSE,
+        "rses": rses,
+        "rules": result.get("rules", {}),
+        "remote_files": result.get("remote_files", {}),
         "accounts": result["accounts"],
         "skipped_users": result["skipped"],
         "scopes": result["scopes"],
@@ -458,9 +507,14 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     paths["home"].mkdir(parents=True, exist_ok=True)
+    endpoints = rucio_storage.plan(paths["home"])
     spec = {
         "rse": RSE_NAME,
-        "rse_dir": str(paths["rse_dir"]),
+        "user_rse": USER_RSE,
+        "rses": {
+            name: {k: e[k] for k in ("hostname", "port", "prefix", "dir", "user_upload")}
+            for name, e in endpoints.items()
+        },
         "issuer": idp.get("issuer"),
         "users": users,
         "shared_scope": SHARED_SCOPE,
@@ -472,6 +526,7 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
     env = _server_env(paths, venv, idp)
     _fresh_db(paths, key, cached)
     paths["spec"].write_text(json.dumps(spec, indent=2))
+    rses = rucio_storage.up(state, endpoints, _storage_tls(paths, idp))
     # The server imports lazily touch the DB only on the first request, so start it first and
     # bootstrap meanwhile: the two slow parts (each mostly Python imports) overlap.
     proc = _spawn_server(state, venv, port, env, paths["home"])
@@ -485,7 +540,7 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
     except BaseException:
         down(state)
         raise
-    section = _section(url, proc, paths, venv, idp, result)
+    section = _section(url, proc, paths, venv, idp, result, rses)
     section["root"] = {"account": "root", "username": ROOT_USERNAME, "password": password}
     section["fingerprint"] = fingerprint
     write_json(paths["section"], section)
@@ -495,5 +550,6 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
 
 
 def down(state: Path) -> None:
-    """Stop the server this state directory's ``up`` started (by PID); keep files for post-mortems."""
+    """Stop the server and its storage this state directory's ``up`` started (by PID); keep files."""
     stop_pidfile(_paths(state)["pidfile"])
+    rucio_storage.down(state)

@@ -51,6 +51,8 @@ LAB_OVERRIDES = _IMAGES_COMMON / "jupyter" / "overrides.json"
 """JupyterLab setting defaults the images install (datalake-base's Dockerfile); the venv gets the same."""
 LAB_EXTENSION = _IMAGES_COMMON / "datalake_lab"
 """Our server extension (module + the config enabling it), installed as datalake-base's Dockerfile does."""
+KERNEL_CONFIG = _IMAGES_COMMON / "ipython" / "ipython_kernel_config.json"
+"""IPython kernel config of the images (loads the Rucio panel's kernel extension)."""
 
 IMAGE_PINS: dict[str, frozenset[str] | None] = {
     "datalake-base/requirements.txt": None,
@@ -193,7 +195,11 @@ def _install_image_files(venv: Path) -> None:
     copies = {
         LAB_OVERRIDES: venv / "share" / "jupyter" / "lab" / "settings" / "overrides.json",
         LAB_EXTENSION / "datalake_lab.py": Path(site) / "datalake_lab.py",
+        LAB_EXTENSION / "datalake_lab_rucio.py": Path(site) / "datalake_lab_rucio.py",
+        LAB_EXTENSION / "datalake_lab_dask.py": Path(site) / "datalake_lab_dask.py",
         LAB_EXTENSION / "datalake_lab.json": venv / "etc" / "jupyter" / "jupyter_server_config.d" / "datalake_lab.json",
+        # Python kernels load the Rucio panel's kernel extension ("add to notebook"), as in the images.
+        KERNEL_CONFIG: venv / "etc" / "ipython" / "ipython_kernel_config.json",
         # TensorBoard's launcher command (datalake-datascience and datalake-full copy it to /usr/local/bin).
         _IMAGES_COMMON / "bin" / "datalake-tensorboard": venv / "bin" / "datalake-tensorboard",
         # The image's ENTRYPOINT (start.sh running the before-notebook.d hooks), see image-start.sh.

@@ -3,7 +3,7 @@
 The browser trusts exactly one extra certificate: the local IdP's, pinned by its public-key hash
 (``--ignore-certificate-errors-spki-list``), so every other TLS check stays on. Screenshots go to
 ``tests/artifacts/e2e/``; with ``DATALAKE_DOCS_SCREENSHOTS=1`` the ones the user guide shows are
-also copied to ``docs/images/`` (``make docs-screenshots``).
+also copied to ``docs/images/`` (``make docs-screenshots``), the profile status page for docs/operator.md among them.
 """
 
 from __future__ import annotations

@@ -269,3 +269,33 @@ def test_user_outside_the_allowed_groups_is_told_what_access_needs(page: Page, h
     shots.take(page, "denied", docs=True)
     assert api(hub, "GET", "/users/oscar").status_code == 404, "a refused user must not get a hub account"
     assert "Refusing oscar" in hub_log_text(hub)
+
+
+def test_admin_opens_profile_status_from_the_navigation_and_sees_a_refused_edit(
+    page: Page, hub: HubHandle, shots: Shots
+) -> None:
+    """bob (escape/admins) follows the navigation bar's Profiles link: the set in force, each option's
+    groups, and, after a broken edit of hep.yaml (a second `mounts:` key appended), the refused edit
+    with its file:line problem while the set in force keeps serving."""
+    path = hub.profiles_dir / "hep.yaml"
+    good = path.read_text()
+    sign_in(page, hub, "bob", "bob-password")
+    page.goto(f"{hub.url}hub/home")
+    page.locator("#datalake-profiles-link").click()
+    expect(page).to_have_url(re.compile(r"/hub/datalake/profiles$"))
+    expect(page.get_by_role("heading", name="Server options in force")).to_be_visible()
+    try:
+        path.write_text(good + "\nmounts: [tape]\n")
+        deadline = 30_000
+        expect(page.get_by_text("Last refused edit")).to_have_count(0)
+        for _ in range(deadline // 1000):
+            page.reload()
+            if page.get_by_text("Last refused edit").count():
+                break
+            page.wait_for_timeout(1000)
+        expect(page.get_by_text("Last refused edit")).to_be_visible()
+        expect(page.locator("body")).to_contain_text(re.compile(r"hep\.yaml:\d+: mounts: duplicate key"))
+        expect(page.locator("body")).to_contain_text("users still get the set below")
+        shots.take(page, "profile-status", docs=True, full_page=True)
+    finally:
+        path.write_text(good)

@@ -16,40 +16,30 @@ Service name), and the cluster runs, scales and runs tasks: that test runs only 
 from __future__ import annotations
 
 import json
-import secrets
+import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from localplatform import daskgateway
-from localplatform.base import free_port, state_dir
 from localplatform.hub import HubHandle, hub_log_text
-from localplatform.netns import pod_network
 
-from hub_config.dask.hub import limits_table
-from hub_config.settings import DaskGatewaySettings
-from tests.support.hubclient import api, login, running_hub, spawn, stop
+from tests.support.dask import (
+    RUCIO_DIR,
+    SUBMIT,
+    gateway_and_hub,
+    gateway_cookie,
+    in_session,
+    pod_network_available,
+    user_token,
+)
+from tests.support.hubclient import api, login, spawn, stop
 from tests.support.kube import get_json, user_pods
 from tests.support.podexec import pod_env, pod_exec, pod_pid
 
 pytestmark = pytest.mark.platform
-
-
-def pod_network_available() -> bool:
-    """True inside a network namespace of our own (``python -m localplatform.netns``)."""
-    try:
-        return pod_network() is not None
-    except Exception:  # noqa: BLE001 - asked for but unusable: the platform will say why
-        return False
-
-
-LIMITS = {
-    "default_limits": {"max_workers": 2, "max_cores_per_worker": 1, "max_memory_per_worker": "2G"},
-    "group_limits": {"escape/gpu": {"max_workers": 8, "max_cores_per_worker": 4, "max_memory_per_worker": "8G"}},
-}
-RUCIO_DIR = "/etc/datalake/rucio"
 
 
 @pytest.fixture(scope="module")
@@ -60,32 +50,8 @@ def info(platform_factory: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def gateway(info: dict[str, Any]) -> Iterator[tuple[HubHandle, dict[str, Any]]]:
     """Traefik + gateway API + controller, and a hub that knows the gateway as a service."""
-    state = state_dir()
-    token_file = state / "daskgateway-api-token"
-    token_file.write_text(secrets.token_hex(32))
-    token_file.chmod(0o600)
-    hub_port = free_port()
-    section = daskgateway.up(
-        state,
-        info,
-        jupyterhub_api_url=f"http://127.0.0.1:{hub_port}/hub/api",
-        api_token_file=token_file,
-        limits=limits_table(DaskGatewaySettings.model_validate(LIMITS)),
-    )
-    patch = {
-        "dask_gateway": {
-            "enabled": True,
-            "address": section["address"],
-            "proxy_address": section["proxy_address"],
-            "api_token_file": str(token_file),
-            **LIMITS,
-        }
-    }
-    try:
-        with running_hub(state, info, "dask", settings_patch=patch, port=hub_port) as hub:
-            yield hub, section
-    finally:
-        daskgateway.down(state)
+    with gateway_and_hub(info, "dask") as both:
+        yield both
 
 
 @pytest.fixture(scope="module")
@@ -97,15 +63,6 @@ def alice(gateway: tuple[HubHandle, dict[str, Any]], info: dict[str, Any]) -> It
     yield pod
     if api(hub, "GET", "/users/alice").json().get("servers"):
         stop(hub, "alice")
-
-
-def in_session(info: dict[str, Any], pod: dict[str, Any], code: str) -> str:
-    """Run Python in the user's session (their env, their files), like a notebook cell."""
-    result = pod_exec(info, pod["metadata"]["name"], ["python", "-c", code], timeout=120)
-    return result.stdout + result.stderr
-
-
-SUBMIT = "from dask_gateway import Gateway\ng = Gateway()\n"
 
 
 def test_the_session_reaches_the_gateway_through_traefik_with_no_arguments(
@@ -177,23 +134,6 @@ def test_the_scheduler_pod_acts_as_the_user_at_the_real_rucio_server(
     assert "ACCOUNT alice" in out, out
 
 
-def user_token(hub: HubHandle, info: dict[str, Any], username: str, password: str) -> str:
-    """A token ``username`` makes for themselves after signing in (as on the hub's token page), with
-    what a server's token has for the gateway."""
-    session, page = login(hub, info, username, password)
-    assert page.status_code == 200
-    scopes = ["access:services!service=dask-gateway", "read:users:groups!user"]
-    resp = session.post(
-        f"{hub.api_url}/users/{username}/tokens",
-        json={"scopes": scopes, "expires_in": 600},
-        headers={"X-XSRFToken": session.cookies.get("_xsrf", "")},
-        timeout=30,
-    )
-    assert resp.status_code in (200, 201), resp.text
-    token: str = resp.json()["token"]
-    return token
-
-
 def test_another_user_can_neither_see_nor_stop_the_cluster(
     gateway: tuple[HubHandle, dict[str, Any]], cluster: dict[str, Any], info: dict[str, Any]
 ) -> None:
@@ -212,12 +152,18 @@ def test_another_user_can_neither_see_nor_stop_the_cluster(
 def test_no_token_in_cluster_objects_pods_events_or_logs(
     gateway: tuple[HubHandle, dict[str, Any]], alice: dict[str, Any], cluster: dict[str, Any], info: dict[str, Any]
 ) -> None:
-    """alice's Rucio token and hub API token appear in no DaskCluster, pod, event, gateway or hub log."""
+    """alice's Rucio token, her hub API token and the gateway's own hub API token appear in no
+    DaskCluster, pod, event, gateway or hub log, nor in the gateway processes' environments
+    (/proc/<pid>/environ: the gateway reads its token from a file, as the chart's reads its Secret)."""
     hub, section = gateway
     name = alice["metadata"]["name"]
     rucio_token = pod_exec(info, name, ["cat", f"{RUCIO_DIR}/token-local"]).stdout
     hub_token = pod_env(pod_pid(info, name))["JUPYTERHUB_API_TOKEN"]
-    assert len(rucio_token) > 100 and len(hub_token) > 20
+    gateway_token = Path(section["api_token_file"]).read_text().strip()
+    assert len(rucio_token) > 100 and len(hub_token) > 20 and len(gateway_token) > 20
+    environments = {proc: pod_env(pid) for proc, pid in section["pids"].items()}
+    assert set(environments) == {"traefik", "dask-gateway-controller", "dask-gateway-api"}
+    assert "JUPYTERHUB_API_TOKEN" not in environments["dask-gateway-api"]
     namespace = info["controlplane"]["namespace"]
     haystacks = {
         "daskclusters": json.dumps(get_json(info, "daskclusters", "-n", namespace)),
@@ -225,13 +171,16 @@ def test_no_token_in_cluster_objects_pods_events_or_logs(
         "events": json.dumps(get_json(info, "events", "-n", namespace)),
         "hub log": hub_log_text(hub),
         **{f"{proc} log": open(path).read() for proc, path in section["logs"].items()},  # noqa: SIM115
+        **{f"{proc} environment": json.dumps(env) for proc, env in environments.items()},
     }
     for where, text in haystacks.items():
         assert rucio_token[:60] not in text, f"Rucio token in {where}"
         assert hub_token not in text, f"hub API token in {where}"
+        assert gateway_token not in text, f"the gateway's hub API token in {where}"
 
 
 WORKERS_ACT_AS_THE_USER = """
+import json
 import time
 from dask_gateway import Gateway
 def account():
@@ -250,6 +199,7 @@ futures = {{w: client.submit(account, workers=[w], allow_other_workers=False, pu
 ran = {{w: f.result(timeout=120) for w, f in futures.items()}}
 print("WORKERS", len(workers), flush=True)
 print("ACCOUNTS", sorted(ran.values()), flush=True)
+print("ADDRESSES", json.dumps({{"scheduler": client.scheduler_info()["address"], "workers": workers}}), flush=True)
 client.close()
 """
 
@@ -261,7 +211,8 @@ def test_the_cluster_runs_scales_to_two_workers_that_act_as_the_user(
     info: dict[str, Any], alice: dict[str, Any], cluster: dict[str, Any]
 ) -> None:
     """alice's cluster reaches RUNNING, scales to her limit of 2 workers, and a task pinned to each
-    worker gets her Rucio account from the real server, through the Secret the hub rotates."""
+    worker gets her Rucio account from the real server, through the Secret the hub rotates. The
+    scheduler and each worker are known by their own pod's IP, as in a cluster."""
     name = f"{cluster['metadata']['namespace']}.{cluster['metadata']['name']}"
     result = pod_exec(
         info, alice["metadata"]["name"], ["python", "-c", WORKERS_ACT_AS_THE_USER.format(name=name)], timeout=420
@@ -270,6 +221,108 @@ def test_the_cluster_runs_scales_to_two_workers_that_act_as_the_user(
     assert "STATUS RUNNING" in out, out
     assert "WORKERS 2" in out, out
     assert "ACCOUNTS ['alice', 'alice']" in out, out
+    addresses = json.loads(next(line for line in out.splitlines() if line.startswith("ADDRESSES "))[10:])
+    pods = get_json(
+        info,
+        "pods",
+        "-n",
+        info["controlplane"]["namespace"],
+        "-l",
+        f"gateway.dask.org/cluster={cluster['metadata']['name']}",
+    )["items"]
+    ips: dict[str, set[str]] = {}
+    for pod in pods:
+        ips.setdefault(pod["metadata"]["labels"]["app.kubernetes.io/component"], set()).add(pod["status"]["podIP"])
+    assert host_of(addresses["scheduler"]) in ips["dask-scheduler"], (addresses, ips)
+    assert {host_of(a) for a in addresses["workers"]} == ips["dask-worker"], (addresses, ips)
+
+
+def host_of(address: str) -> str:
+    """``tls://10.1.0.7:36001`` -> ``10.1.0.7``."""
+    return address.split("://", 1)[-1].rsplit(":", 1)[0]
+
+
+@pytest.fixture(scope="module")
+def dashboard_link(info: dict[str, Any], alice: dict[str, Any], cluster: dict[str, Any]) -> str:
+    """``cluster.dashboard_link`` as alice's session gets it from the gateway."""
+    name = f"{cluster['metadata']['namespace']}.{cluster['metadata']['name']}"
+    out = in_session(info, alice, SUBMIT + f"print('LINK', g.connect({name!r}).dashboard_link)")
+    link = next((line.split()[1] for line in out.splitlines() if line.startswith("LINK ")), None)
+    assert link, out
+    return link
+
+
+@pytest.mark.skipif(
+    not pod_network_available(), reason="pods are on loopback here: Services get no Endpoints (localplatform.netns)"
+)
+def test_the_dashboard_opens_through_the_gateways_proxy(
+    gateway: tuple[HubHandle, dict[str, Any]], dashboard_link: str, cluster: dict[str, Any], info: dict[str, Any]
+) -> None:
+    """The link points at Traefik (not at a pod), which routes it to the scheduler's Bokeh dashboard for
+    its owner: with her hub token, or with the gateway's session cookie her API calls got (a browser's way)."""
+    hub, section = gateway
+    name = f"{cluster['metadata']['namespace']}.{cluster['metadata']['name']}"
+    assert dashboard_link == f"{section['address']}/clusters/{name}/status"
+    token = user_token(hub, info, "alice", "alice-password")
+    by_token = requests.get(dashboard_link, headers={"Authorization": f"jupyterhub {token}"}, timeout=30)
+    cookie_name, cookie = gateway_cookie(section["address"], token)
+    by_cookie = requests.get(dashboard_link, cookies={cookie_name: cookie}, timeout=30)
+    for page in (by_token, by_cookie):
+        assert page.status_code == 200, page.text[:500]
+        assert "<title>Dask Diagnostic UI</title>" in page.text and "bokeh.min.js" in page.text, page.text[:500]
+
+
+@pytest.mark.skipif(
+    not pod_network_available(), reason="pods are on loopback here: Services get no Endpoints (localplatform.netns)"
+)
+def test_the_dashboard_is_refused_to_another_user_and_anonymously(
+    gateway: tuple[HubHandle, dict[str, Any]], dashboard_link: str, info: dict[str, Any]
+) -> None:
+    """dask-gateway itself routes dashboards with no authentication (dask/dask-gateway#570); our
+    forwardAuth Middleware (hub_config.dask.dashboard_auth) refuses alice's to carol, with her token or
+    her gateway cookie, and to anyone without credentials, including its JSON and websocket paths;
+    bob, a hub admin, may look."""
+    hub, section = gateway
+    token = user_token(hub, info, "carol", "carol-password")
+    carol = {"Authorization": f"jupyterhub {token}"}
+    cookie_name, cookie = gateway_cookie(section["address"], token)
+    base = dashboard_link.rsplit("/", 1)[0]
+    for url in (dashboard_link, f"{base}/json/identity.json", f"{base}/status/ws"):
+        assert requests.get(url, headers=carol, timeout=30).status_code == 403, url
+        assert requests.get(url, cookies={cookie_name: cookie}, timeout=30).status_code == 403, url
+        anonymous = requests.get(url, timeout=30)
+        assert anonymous.status_code == 401 and "Dask" not in anonymous.text, url
+    forged = {"Authorization": "jupyterhub not-a-token"}
+    assert requests.get(dashboard_link, headers=forged, timeout=30).status_code == 401
+    admin = {"Authorization": f"jupyterhub {user_token(hub, info, 'bob', 'bob-password')}"}
+    assert requests.get(dashboard_link, headers=admin, timeout=30).status_code == 200
+
+
+def _dask_samples(hub: HubHandle, info: dict[str, Any]) -> dict[tuple[str, str], float]:
+    """Our Dask gauges on the hub's `/hub/metrics` (with the platform Prometheus's token), by (name, profile)."""
+    token = Path(info["prometheus"]["token_file"]).read_text().strip()
+    text = requests.get(f"{hub.url}hub/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10).text
+    found = re.findall(r'^(datalake_hub_dask_(?:clusters|workers))\{profile="([^"]*)"\} (\S+)$', text, re.MULTILINE)
+    return {(name, profile): float(value) for name, profile, value in found}
+
+
+def test_the_hub_reports_the_cluster_under_the_servers_profile(
+    gateway: tuple[HubHandle, dict[str, Any]], cluster: dict[str, Any], info: dict[str, Any]
+) -> None:
+    """`/hub/metrics` counts alice's cluster under her server's profile (`base`), with the workers it is
+    scaled to, and names no user; the figures come from the hub's own list of DaskCluster objects."""
+    hub, _ = gateway
+    namespace = info["controlplane"]["namespace"]
+    obj = get_json(info, "daskclusters", "-n", namespace, cluster["metadata"]["name"])
+    deadline = time.monotonic() + 60
+    while (samples := _dask_samples(hub, info)).get(("datalake_hub_dask_clusters", "base")) != 1:
+        assert time.monotonic() < deadline, samples
+        time.sleep(2)
+    assert samples[("datalake_hub_dask_workers", "base")] == obj["spec"].get("replicas", 0)
+    assert samples.get(("datalake_hub_dask_clusters", "hep")) == 0, "every profile in force has a series"
+    token = Path(info["prometheus"]["token_file"]).read_text().strip()
+    text = requests.get(f"{hub.url}hub/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10).text
+    assert not [line for line in text.splitlines() if line.startswith("datalake_hub_") and "alice" in line]
 
 
 def test_stopping_the_server_ends_the_users_clusters(

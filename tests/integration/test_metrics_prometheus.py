@@ -185,3 +185,53 @@ def test_the_shipped_rules_evaluate_in_prometheus(info: dict[str, Any]) -> None:
     rules = [r for g in groups if g["name"] == "datalake-hub" for r in g["rules"]]
     assert len(rules) == 5
     assert {r["health"] for r in rules} == {"ok"}, [(r["name"], r.get("lastError")) for r in rules]
+
+
+POD_HUB = "metrics-pod"
+NO_NODE = {"datalake.test/no-such-node": "true"}
+"""A node selector no node of the platform carries: the pod stays Pending (Unschedulable)."""
+
+
+def test_a_pod_that_never_starts_counts_as_a_pod_phase_failure(info: dict[str, Any]) -> None:
+    """A hub whose pods fit no node: the scheduler leaves alice's pod Pending, KubeSpawner gives up
+    after the start timeout, and Prometheus reads one spawn failure in the `pod` phase (and none
+    counted in the others), while the hub stops the server and its pod is deleted."""
+    patch = {"spawner": {"node_selector": NO_NODE, "start_timeout_seconds": 30}}
+    with running_hub(state_dir(), info, POD_HUB, settings_patch=patch) as other:
+        instance = urlsplit(other.url).netloc
+
+        def failures(phase: str) -> str:
+            return f'datalake_hub_spawn_failures_total{{hub="{POD_HUB}",instance="{instance}",phase="{phase}"}}'
+
+        wait_until(info, failures("pod"), lambda v: v == 0, 30, "Prometheus scrapes the second hub")
+        login(other, info, "alice", "alice-password")
+        resp = requests.post(
+            f"{other.api_url}/users/alice/server",
+            json={"profile": "base"},
+            headers={"Authorization": f"token {other.service_token}"},
+            timeout=60,
+        )
+        assert resp.status_code in (201, 202), resp.text
+        try:
+            deadline = time.monotonic() + 30
+            while not (pods := user_pods(info, "alice")):
+                assert time.monotonic() < deadline, "no pod was created"
+                time.sleep(0.5)
+            assert pods[0]["spec"]["nodeSelector"] == NO_NODE
+            assert pods[0]["status"].get("phase") == "Pending"
+            wait_until(info, failures("pod"), lambda v: v == 1, 120, "the start failed in the pod phase")
+            assert promql(info, failures("options")) == 0
+            deadline = time.monotonic() + 60
+            while (
+                requests.get(
+                    f"{other.api_url}/users/alice",
+                    headers={"Authorization": f"token {other.service_token}"},
+                    timeout=10,
+                )
+                .json()
+                .get("servers")
+            ):
+                assert time.monotonic() < deadline, "the hub kept the failed server"
+                time.sleep(1)
+        finally:
+            wait_no_pods(info, "alice")

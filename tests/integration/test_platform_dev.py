@@ -5,7 +5,8 @@ was stopped, leaves no child behind (running or zombie), and its hub no longer a
 on a whole second platform under its own state dir; `make dev-down` is the Makefile's command
 (``python -m localplatform down``) from another process on that state. This test process makes
 itself a child subreaper, so anything `make dev` leaves behind is re-parented here and visible.
-On the way, a settings edit makes the hub exit, and `make dev`, its supervisor, starts it again.
+On the way, a settings edit makes the hub exit, and `make dev`, its supervisor, starts it again,
+and the Dask Gateway `make dev` starts beside the hub answers where the welcome says (and is gone after).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 from localplatform.base import REPO_ROOT, free_port
+from localplatform.netns import pod_network
 
 pytestmark = pytest.mark.platform
 
@@ -122,6 +124,7 @@ def test_make_dev_down_ends_make_dev_with_no_children_left(subreaper: None) -> N
             time.sleep(1)
         url = match[1]
         assert (state / "pids" / "dev.pid").read_text().strip() == str(dev.pid)
+        gateway = _dask_gateway_answers(out_file.read_text())
         _hub_restarts_after_a_settings_edit(state, url, out_file)
         children = _children(dev.pid)
         assert children, "make dev started no processes of its own?"
@@ -155,3 +158,19 @@ def test_make_dev_down_ends_make_dev_with_no_children_left(subreaper: None) -> N
     assert not _answers(url)
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}hub/login", timeout=5)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{gateway}/api/health", timeout=5)
+
+
+def _dask_gateway_answers(text: str) -> str:
+    """`make dev` printed the gateway's address and how to use it; the gateway answers there through
+    Traefik, asks for credentials, and the hub is told where it is; on loopback pod IPs the welcome
+    says Dask clusters need the network namespace (and only there). Its address."""
+    match = re.search(r"Dask:\s+gateway (http://\S+)", text)
+    assert match, text[-3000:]
+    gateway = match[1]
+    assert "from dask_gateway import Gateway" in text
+    assert requests.get(f"{gateway}/api/health", timeout=10).status_code == 200
+    assert requests.get(f"{gateway}/api/v1/clusters/", timeout=10).status_code == 401
+    assert ("Dask clusters need the network namespace" in text) == (pod_network() is None), text[-3000:]
+    return gateway

@@ -141,7 +141,8 @@ def test_exchanged_token_gives_whoami_the_users_account(
 def test_listing_works_with_an_exchanged_token(
     platform: dict[str, Any], users: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
-    """A user can list their sample dataset and its replica on the RSE mounted as /eos in notebooks."""
+    """A user can list their sample dataset and its replica on the EOS RSE: an HTTPS (WebDAV) PFN the
+    platform's CA vouches for, serving the same file the EOS mount shows."""
     token = _exchange(platform["idp"], _login(platform["idp"], users["dave.smith"]))
     token_file = tmp_path / "token"
     token_file.write_text(token)
@@ -151,9 +152,14 @@ def test_listing_works_with_an_exchanged_token(
     assert "user.dsmith:my-first-dataset" in listing.stdout, listing.stdout + listing.stderr
     replicas = run_rucio(platform["rucio"], ["replica", "list", "file", "--pfns", "user.dsmith:hello.txt"], cfg)
     pfn = replicas.stdout.strip()
-    assert pfn.startswith("file://"), replicas.stdout + replicas.stderr
-    assert Path(urlsplit(pfn).path) == Path(platform["rucio"]["files"]["user.dsmith:hello.txt"])
-    assert Path(urlsplit(pfn).path).read_text().startswith("Hello dave.smith")
+    section = platform["rucio"]
+    eos = section["rses"][section["rse"]]
+    assert pfn == f"{eos['url']}user/dsmith/hello.txt", replicas.stdout + replicas.stderr
+    assert urlsplit(pfn).scheme == "https", "the lake is reached over the network, not a host path"
+    fetched = requests.get(pfn, verify=platform["idp"]["ca_bundle"], timeout=10)
+    assert fetched.status_code == 200, fetched.text
+    assert fetched.text.startswith("Hello dave.smith")
+    assert Path(section["files"]["user.dsmith:hello.txt"]).read_text() == fetched.text
 
 
 def test_auth_validate_accepts_the_exchanged_token(platform: dict[str, Any], users: dict[str, dict[str, Any]]) -> None:

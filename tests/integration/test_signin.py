@@ -30,7 +30,7 @@ TTL = 60
 
 @pytest.fixture(scope="module")
 def info(platform_factory: Any) -> dict[str, Any]:
-    return platform_factory("idp")
+    return platform_factory("nodeagent")  # the IdP outage test starts a server
 
 
 @pytest.fixture(scope="module")

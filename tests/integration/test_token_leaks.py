@@ -168,12 +168,16 @@ def test_a_faulty_exchange_at_spawn_is_told_in_clean_words(
     hub: HubHandle, info: dict[str, Any], seen: Seen, log_start: int, shape: str
 ) -> None:
     """The spawn's token exchange gets a faulty reply: the server starts without Rucio and the progress
-    says why; the IdP's trouble (5xx, no token) is retried by the rotator, a refusal is parked."""
+    says why; the IdP's trouble (5xx, no token) is retried by the rotator, a refusal is parked.
+
+    The fault is armed before the sign-in: the spawn page it lands on pre-exchanges in the background,
+    and a pre-exchanged token would let the Start succeed without asking the IdP (test_preexchange).
+    Both the pre-exchange and the Start's own exchange meet the fault here."""
     user = "bob"
-    _, page = login(hub, info, user, "bob-password")
-    assert page.status_code == 200
-    idp.set_fault(info, shape, [EXCHANGE], remaining=1)
+    idp.set_fault(info, shape, [EXCHANGE])
     try:
+        _, page = login(hub, info, user, "bob-password")
+        assert page.status_code == 200
         messages = _spawn_following(hub, user)
     finally:
         idp.set_fault(info, None)

@@ -20,7 +20,7 @@ from tests.support.helm import REPO
 __all__ = ["DOCS", "VALUES_KEYS", "Example", "examples"]
 
 DOCS = (REPO / "README.md", REPO / "docs" / "operator.md")
-VALUES_KEYS = frozenset({"datalake", "jupyterhub", "secrets", "profileFiles"})
+VALUES_KEYS = frozenset({"datalake", "jupyterhub", "secrets", "profileFiles", "dask-gateway"})
 """Top-level keys of chart/values.yaml: a block made of these is a values file."""
 
 _FENCE = re.compile(r"^```(?P<lang>[a-z]*)\n(?P<body>.*?)^```$", re.MULTILINE | re.DOTALL)

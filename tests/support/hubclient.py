@@ -11,7 +11,7 @@ import requests
 from localplatform.hub import HubHandle, start_hub, stop_hub
 from localplatform.idp import login_via_http
 
-__all__ = ["api", "login", "progress_messages", "running_hub", "spawn", "stop"]
+__all__ = ["api", "hub_xsrf", "login", "progress_messages", "running_hub", "spawn", "stop"]
 
 
 def login(
@@ -22,6 +22,12 @@ def login(
     session.verify = info["idp"]["ca_bundle"]
     resp = login_via_http(session, f"{hub.url}hub/oauth_login", username, password)
     return session, resp
+
+
+def hub_xsrf(session: requests.Session) -> str:
+    """The hub's ``_xsrf`` cookie (a user with a running server also holds their server's, on its own path)."""
+    found = {c.path: c.value for c in session.cookies if c.name == "_xsrf"}
+    return next((v for path, v in found.items() if "/user/" not in path), "")
 
 
 def api(hub: HubHandle, method: str, path: str, **kwargs: Any) -> requests.Response:

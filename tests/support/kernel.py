@@ -14,7 +14,7 @@ from localplatform.hub import HubHandle
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
-from tests.support.hubclient import login
+from tests.support.hubclient import hub_xsrf, login
 
 __all__ = ["execute", "run_cell", "server_token"]
 
@@ -26,7 +26,7 @@ def server_token(hub: HubHandle, info: dict[str, Any], user: str, password: str)
     resp = session.post(
         f"{hub.api_url}/users/{user}/tokens",
         json={"scopes": [f"access:servers!user={user}"], "expires_in": 900},
-        headers={"X-XSRFToken": session.cookies.get("_xsrf", "")},
+        headers={"X-XSRFToken": hub_xsrf(session)},
         timeout=30,
     )
     assert resp.status_code in (200, 201), resp.text

@@ -8,18 +8,25 @@ sees (the mounted Rucio Secret, the home) and nothing else of the test's environ
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 from localplatform.nodeagent import agent_pods
 
 
-def pod_pid(info: dict[str, Any], pod_name: str) -> int:
-    """PID of the pod's main process."""
-    for pod in agent_pods(info):
-        if pod.name == pod_name and pod.pid is not None:
-            return pod.pid
-    raise AssertionError(f"the node agent runs no process for pod {pod_name}")
+def pod_pid(info: dict[str, Any], pod_name: str, wait: float = 10) -> int:
+    """PID of the pod's main process, waiting up to ``wait`` seconds for the agent's record (it is
+    rewritten when the agent notes the pod's namespace or restarts its process)."""
+    deadline = time.monotonic() + wait
+    while True:
+        for pod in agent_pods(info):
+            if pod.name == pod_name and pod.pid is not None and Path(f"/proc/{pod.pid}").exists():
+                return pod.pid
+        if time.monotonic() >= deadline:
+            names = sorted(p.name for p in agent_pods(info))
+            raise AssertionError(f"the node agent runs no process for pod {pod_name} (it runs {names})")
+        time.sleep(0.5)
 
 
 def pod_env(pid: int) -> dict[str, str]:

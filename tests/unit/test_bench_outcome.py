@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from benchmarks.__main__ import _print_older, _print_summary, failures
 from benchmarks.report import _panels
+from benchmarks.summary import failures, print_older, print_summary
 
 
 def _storm_round(ready: int, users: int, failed: dict[str, int]) -> dict[str, Any]:
@@ -26,14 +26,16 @@ def test_a_failed_spawn_fails_the_run() -> None:
     logins = {"clients": 8, "ours": {"logins": 0, "logins_per_s": 0.0, "failures": {"http:500": 3}}}
     assert failures({"logins": logins}) == ["logins, ours: 0 logins, failures {'http:500': 3}"]
     assert failures({"rotation": {"rotation_failures": {"TimeoutError": 1}}})
+    restart = {"rounds": [{"kind": "ours", "problems": []}, {"kind": "baseline", "problems": ["3 pod(s) gone"]}]}
+    assert failures({"restart": restart}) == ["restart round 2, baseline: 3 pod(s) gone"]
 
 
 def test_summary_shows_this_run_and_dates_the_rest(capsys: pytest.CaptureFixture[str]) -> None:
     """Figures of scenarios not run now are not printed as current: their file and date are."""
     this_run = {"rotation": {"machine": {"date": "2026-12-04T15:00Z"}, "sessions": 1}}
     older = {"storm": {"machine": {"date": "2026-11-22T10:13Z", "commit": "8a43a62"}, "rounds": {}}}
-    _print_summary({})
-    _print_older({**older, **this_run}, set(this_run))
+    print_summary({})
+    print_older({**older, **this_run}, set(this_run))
     out = capsys.readouterr().out
     assert "no scenario produced figures in this run" in out
     assert "not run now: storm — results/storm.json holds figures from 2026-11-22T10:13Z (commit 8a43a62)" in out
@@ -49,3 +51,40 @@ def test_chart_marks_older_panels() -> None:
     results["logins"]["baseline"] = {"logins_per_s": 1.0}
     titles = [p[0] for p in _panels(results, current={"render"})]
     assert titles == ["Spawn form render, 50 profiles (ms)", "Logins per second\n(older run: 2026-11-01T00:00Z)"]
+
+
+def _spread(median: float) -> dict[str, float]:
+    return {"n": 3, "median": median, "p95": median, "min": median, "max": median}
+
+
+def test_summary_prints_every_scenario_against_its_target(capsys: pytest.CaptureFixture[str]) -> None:
+    """A whole run's figures print with the issue's targets (a KeyError here would lose a 30-minute run's summary)."""
+    storm = {"ours": _storm_round(300, 300, {}), "baseline": _storm_round(300, 300, {})}
+    storm.update(ratio_p95_ready=1.2, ratio_median_ready=1.0)
+    restart = {
+        "ours": {"running_servers": 200, "health_s": _spread(6.0), "spawners_checked_s": _spread(6.2)},
+        "baseline": {"running_servers": 200, "health_s": _spread(6.0), "spawners_checked_s": _spread(6.0)},
+        "ratio_health_s": 1.0,
+        "ratio_spawners_checked_s": 1.033,
+    }
+    restart["ours"]["rotated_all_s"] = _spread(40.0)
+    hub = {"logins_per_s": 20.0, "hub_cpu_ms_per_login": 30.0}
+    logins = {"clients": 8, "ours": hub, "baseline": hub, "baseline-auth-state": {**hub, "logins_per_s": 21.0}}
+    logins.update(ratio=1.0, ratio_to_baseline_auth_state=0.952, cpu_ratio_to_baseline_auth_state=1.0)
+    memory = {"ours": {"rss_mb": 260.0, "users": 1000, "running_servers": 200}, "ratio": 1.04}
+    memory["baseline"] = {"rss_mb": 250.0, "users": 1000, "running_servers": 200}
+    print_summary(
+        {
+            "storm": {"note": "responder", "rounds": {"300": storm}},
+            "restart": restart,
+            "logins": logins,
+            "memory": memory,
+        }
+    )
+    out = capsys.readouterr().out
+    assert "p95 ratio 1.2 (target ≤ 1.05: MISSED)" in out
+    assert "ratio 1.033 (MET; target ≤ 1.1)" in out
+    assert "ratio 0.952 (target ≥ 1.0: MISSED)" in out
+    assert "ratio 1.04 (target ≤ 1.05: MET)" in out
+    titles = [p[0] for p in _panels({"restart": restart, "memory": memory}, current={"restart"})]
+    assert titles == ["Hub RSS (MB)\n(older run: ?)", "Hub restart, 200 running: median (s)"]

@@ -16,10 +16,13 @@ import yaml
 
 from hub_config.apply import DEFAULT_SETTINGS_PATH
 from tests.support.helm import (
+    DASK_GATEWAY_REASON,
+    DASK_GATEWAY_VERSION,
     REPO,
     HelmError,
     by_kind_name,
     chart_copy,
+    dask_gateway_chart,
     helm,
     kube_version,
     render,
@@ -238,45 +241,48 @@ def test_egress_and_prepuller(chart: Path) -> None:
 
 @pytest.fixture
 def loopback_repo(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """z2jh's chart repository as helm sees it, on loopback: its URL resolves through a cached index
-    whose entry points at a local HTTP server holding the archive (the real repo is unreachable here)."""
+    """The dependencies' chart repositories as helm sees them, on loopback: each URL of Chart.yaml
+    resolves through a cached index whose entries point at a local HTTP server holding the archives
+    (the real repositories are unreachable here)."""
     import functools
     import http.server
     import shutil
     import threading
 
-    archive = z2jh_chart()
-    assert archive is not None
+    archives = [z2jh_chart(), dask_gateway_chart()]
+    if archives[1] is None:
+        pytest.skip(DASK_GATEWAY_REASON)
     serve = tmp_path / "serve"
     cache = tmp_path / "cache"
     serve.mkdir()
     cache.mkdir()
-    shutil.copy(archive, serve / archive.name)
+    for archive in archives:
+        assert archive is not None
+        shutil.copy(archive, serve / archive.name)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(serve))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         helm("repo", "index", str(serve), "--url", f"http://127.0.0.1:{server.server_address[1]}/")
-        shutil.copy(serve / "index.yaml", cache / "jupyterhub-index.yaml")
         meta = yaml.safe_load((REPO / "chart" / "Chart.yaml").read_text())
-        repos = {
-            "apiVersion": "",
-            "repositories": [{"name": "jupyterhub", "url": meta["dependencies"][0]["repository"]}],
-        }
+        repos: dict[str, Any] = {"apiVersion": "", "repositories": []}
+        for dep in meta["dependencies"]:
+            shutil.copy(serve / "index.yaml", cache / f"{dep['name']}-index.yaml")
+            repos["repositories"].append({"name": dep["name"], "url": dep["repository"]})
         (tmp_path / "repositories.yaml").write_text(yaml.safe_dump(repos))
         yield {
             "HELM_REPOSITORY_CONFIG": str(tmp_path / "repositories.yaml"),
             "HELM_REPOSITORY_CACHE": str(cache),
-            "archive": str(archive),
+            "serve": str(serve),
         }
     finally:
         server.shutdown()
 
 
 def test_chart_lock_is_what_helm_dependency_build_fetches(tmp_path: Path, loopback_repo: dict[str, str]) -> None:
-    """`make chart-deps` (helm dependency build) accepts the committed Chart.lock and fetches z2jh 4.4.0;
-    a lock out of step with Chart.yaml is refused, so the check is real."""
+    """`make chart-deps` (helm dependency build) accepts the committed Chart.lock and fetches z2jh 4.4.0
+    and dask-gateway 2026.3.0; a lock out of step with Chart.yaml is refused, so the check is real."""
     import hashlib
 
     env = {k: v for k, v in loopback_repo.items() if k.startswith("HELM_")}
@@ -284,9 +290,9 @@ def test_chart_lock_is_what_helm_dependency_build_fetches(tmp_path: Path, loopba
     for path in (chart / "charts").iterdir():
         path.unlink()
     helm("dependency", "build", "--skip-refresh", str(chart), env=env)
-    fetched = chart / "charts" / "jupyterhub-4.4.0.tgz"
-    digest = hashlib.sha256(fetched.read_bytes()).hexdigest()
-    assert digest == hashlib.sha256(Path(loopback_repo["archive"]).read_bytes()).hexdigest()
+    for name in ("jupyterhub-4.4.0.tgz", f"dask-gateway-{DASK_GATEWAY_VERSION}.tgz"):
+        fetched = hashlib.sha256((chart / "charts" / name).read_bytes()).hexdigest()
+        assert fetched == hashlib.sha256((Path(loopback_repo["serve"]) / name).read_bytes()).hexdigest(), name
 
     lock = chart / "Chart.lock"
     lock.write_text(lock.read_text().replace("digest: sha256:", "digest: sha256:0"))

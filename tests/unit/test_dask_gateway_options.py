@@ -98,7 +98,18 @@ def test_cluster_runs_the_notebooks_image_and_mounts_its_rucio_secret_as_a_direc
     assert TOKEN not in json.dumps(config)
     assert config["cluster_max_workers"] == 2 and config["idle_timeout"] == 600
     # The images' distributed has no `dask-scheduler` script any more (see the session venv).
-    assert (config["scheduler_cmd"], config["worker_cmd"]) == (["dask", "scheduler"], ["dask", "worker"])
+    assert config["scheduler_cmd"] == ["dask", "scheduler"]
+    assert config["worker_cmd"][:2] == ["dask", "worker"]
+
+
+def test_workers_listen_on_and_advertise_their_own_pod_ip() -> None:
+    """`--host $(POD_IP)`, the variable from the downward API: the kubelet substitutes it in args, so
+    each worker's address is its pod's, as the scheduler and the other workers must dial it."""
+    config = configure(User("alice", groups=["escape"]), [notebook_pod("alice")], {})
+    assert config["worker_cmd"] == ["dask", "worker", "--host", "$(POD_IP)"]
+    pod_ip = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+    assert pod_ip in config["worker_extra_container_config"]["env"]
+    assert "POD_IP" not in config["environment"]  # values only there; the gateway appends this list
 
 
 def test_group_members_get_their_groups_limits() -> None:
@@ -147,3 +158,27 @@ def test_the_gateway_module_runs_without_pydantic() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60)
     assert out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_a_limit_left_out_is_the_settings_default() -> None:
+    """The chart hands the gateway `datalake.dask_gateway` as written: a group entry (or a default)
+    that leaves a limit out gets the settings model's default for it, as the hub would."""
+    from hub_config.dask.limits import limits_for
+    from hub_config.settings import DaskGatewaySettings
+
+    written = {"default_limits": {"max_workers": 3}, "group_limits": {"escape/gpu": {"max_cores_per_worker": 8}}}
+    model = DaskGatewaySettings.model_validate(written)
+    table = {"default": written["default_limits"], "groups": written["group_limits"]}
+    for groups in (["escape"], ["escape", "escape/gpu"]):
+        from hub_config.dask.hub import limits_table
+
+        assert limits_for(table, groups) == limits_for(limits_table(model), groups), groups
+    assert limits_for(table, ["escape/gpu"]).max_cores_per_worker == 8
+
+
+def test_the_bootstrap_refuses_a_file_outside_the_package() -> None:
+    """The chart's gateway bootstrap writes only inside its private hub_config directory."""
+    from hub_config.dask.gateway_bootstrap import install_package
+
+    with pytest.raises(ValueError, match="not a relative path inside the package"):
+        install_package({"../escape.py": "x = 1"})

@@ -74,6 +74,9 @@ def test_names_follow_prometheus_conventions_and_labels_are_bounded() -> None:
         "datalake_hub_spawn_failures",
         "datalake_hub_running_servers",
         "datalake_hub_servers_without_fresh_token",
+        "datalake_hub_spawn_token_exchanges",
+        "datalake_hub_dask_clusters",
+        "datalake_hub_dask_workers",
     } <= set(families)
     text = generate_latest(REGISTRY).decode()
     for family in families.values():
@@ -84,7 +87,7 @@ def test_names_follow_prometheus_conventions_and_labels_are_bounded() -> None:
         for sample in family.samples:
             if family.type == "counter":
                 assert sample.name.endswith(("_total", "_created")), sample.name
-            assert set(sample.labels) <= {"grant", "outcome", "operation", "phase", "profile", "reason", "le"}
+            assert set(sample.labels) <= {"grant", "outcome", "operation", "phase", "profile", "reason", "source", "le"}
 
 
 def test_a_fresh_registry_exposes_every_family_at_zero_state() -> None:

@@ -29,6 +29,7 @@ from hub_config.profiles.model import Profile
 from hub_config.rucio import build_rucio_secret, cfg_key, extension_modes, token_path
 from hub_config.safevalue import MAX_PATH_LENGTH, MAX_VALUE_LENGTH
 from hub_config.settings import Settings
+from hub_config.settings.rse import replica_paths, replica_paths_by_instance
 from hub_config.settings.rucio import MAX_INSTANCES
 from tests.support.expected import fake_jwt
 from tests.support.extension_schema import validate_extension
@@ -80,9 +81,9 @@ def _site(draw: st.DrawFn) -> dict[str, Any]:
     instances = []
     for name in ("lake", "cta"):
         replica = name == "lake" and draw(st.booleans())
-        ext: dict[str, Any] = {"mode": "replica" if replica else "download"}
+        ext: dict[str, Any] = {}
         if replica:
-            ext |= {"destination_rse": draw(_text), "rse_mount": "eos", "rse_mount_path": draw(_path)}
+            ext |= {"destination_rse": draw(_text), "rse_mount": "eos", "rse_prefix": draw(_path)}
         for key, value in (("app_id", draw(_maybe(_text))), ("cache_expires_at", None)):
             if value is not None:
                 ext[key] = value
@@ -109,7 +110,7 @@ def _site(draw: st.DrawFn) -> dict[str, Any]:
         instances.append(inst)
     return {
         "iam": {"issuer": draw(_url), "client_id": "hub", "allowed_groups": ["escape"]},
-        "storage": {"eos": [{"name": "eos"}]},
+        "storage": {"eos": [{"name": "eos", "eos_path": "/", "mount_path": "/e"}]},
         "rucio": {"instances": instances, "mount_path": draw(_mount_path)},
     }
 
@@ -161,7 +162,9 @@ def _check_secret(site: Settings, secret: dict[str, Any], unavailable: set[str],
             "oidc_file_name": token_path(site.rucio, inst.name),
         }
         if rendered["mode"] == "replica":
-            wanted |= {"destination_rse": ext.destination_rse, "rse_mount_path": ext.rse_mount_path}
+            paths = replica_paths(inst, site.storage)
+            assert paths is not None
+            wanted |= {"destination_rse": ext.destination_rse, "rse_mount_path": paths.rse_mount_path}
         assert {k: rendered.get(k) for k in wanted} == wanted
         assert rendered["display_name"].startswith(inst.display_name)
 
@@ -193,6 +196,7 @@ def test_fuzz_accepted_settings_render_faithfully(
         accounts=dict.fromkeys(ready, "alice"),
         issuer=site.iam.issuer,
         modes=modes,
+        replica=replica_paths_by_instance(site.rucio, site.storage),
         unavailable=dict.fromkeys(failed, "the IdP refused the token exchange (invalid_grant)"),
     )
     _check_secret(site, secret, failed, tmp_path_factory.mktemp("cfg"), extension_schema)
@@ -216,10 +220,9 @@ def _largest_site(char: str) -> dict[str, Any]:
             "account_template": "{username}",
             "token_exchange": {"audience": value, "scope": ("openid profile " + value)[:MAX_VALUE_LENGTH]},
             "extension": {
-                "mode": "replica",
                 "destination_rse": value,
                 "rse_mount": "eos",
-                "rse_mount_path": path,
+                "rse_prefix": ("/" + value)[: MAX_VALUE_LENGTH - 2],
                 "app_id": value,
             },
         }
@@ -227,7 +230,7 @@ def _largest_site(char: str) -> dict[str, Any]:
     ]
     return {
         "iam": {"issuer": url, "client_id": "hub", "allowed_groups": ["escape"]},
-        "storage": {"eos": [{"name": "eos"}]},
+        "storage": {"eos": [{"name": "eos", "eos_path": "/", "mount_path": "/e"}]},
         "rucio": {"instances": instances, "mount_path": ("/" + value)[:MAX_PATH_LENGTH]},
     }
 
@@ -247,6 +250,7 @@ def test_the_largest_accepted_settings_fit_in_a_secret(char: str, ready: bool) -
         accounts=dict.fromkeys(names, "a" * 25) if ready else {},
         issuer=site.iam.issuer,
         modes=extension_modes(site.rucio, EOS_PROFILE),
+        replica=replica_paths_by_instance(site.rucio, site.storage),
         unavailable=None if ready else dict.fromkeys(names, "x" * 300),
     )
     size = sum(len(base64.b64decode(v)) for v in secret["data"].values())

@@ -44,6 +44,7 @@ from hub_config.rucio import (
     token_path,
 )
 from hub_config.settings import Settings
+from hub_config.settings.rse import replica_paths_by_instance
 from hub_config.settings.rucio import RucioInstance
 from tests.support.expected import EXPECTED, assert_matches_stored, fake_jwt
 from tests.support.extension_schema import validate_extension
@@ -65,11 +66,9 @@ SITE: dict[str, Any] = {
                 "site_name": "CERN",
                 "account_claim": "rucio_account",
                 "extension": {
-                    "mode": "replica",
                     "destination_rse": "CERN-EOS",
                     "rse_mount": "eos",
-                    "rse_mount_path": "/eos/eulake",
-                    "path_begins_at": 4,
+                    "rse_prefix": "/eos/eulake/rucio",
                     "replication_rule_lifetime_days": 7,
                 },
             },
@@ -306,8 +305,8 @@ def test_extension_modes_follow_profile_mounts(settings: Settings) -> None:
     assert extension_modes(rucio, TUTORIAL) == {"escape": "download", "cta": "download"}
     forced_download = _profile("dl", mounts=["eos"], rucio={"mode": "download"})
     assert extension_modes(rucio, forced_download) == {"escape": "download", "cta": "download"}
-    forced_replica = _profile("rp", rucio={"mode": "replica"})
-    assert extension_modes(rucio, forced_replica) == {"escape": "replica", "cta": "download"}
+    forced_replica = _profile("rp", rucio={"mode": "replica"})  # refused by the loader; never replica here
+    assert extension_modes(rucio, forced_replica) == {"escape": "download", "cta": "download"}
     assert extension_modes(rucio, _profile("off", rucio={"enabled": False})) == {}
     only_cta = _profile("cta-only", mounts=["eos"], rucio={"instances": ["cta"]})
     assert extension_modes(rucio, only_cta) == {"cta": "download"}
@@ -323,6 +322,7 @@ def test_extension_config_matches_stored(settings: Settings, profile: Profile, e
         default_instance="escape",
         token_path_for=lambda n: token_path(rucio, n),
         modes=extension_modes(rucio, profile),
+        replica=replica_paths_by_instance(rucio, settings.storage),
     )
     assert_matches_stored(f"rucio/extension-{profile.slug}", config)
     validate_extension(config, extension_schema)
@@ -365,6 +365,7 @@ def _alice_secret(settings: Settings, **kw: Any) -> dict[str, Any]:
         accounts={i.name: account_for(i, username="alice", claims=ALICE) for i in insts},
         issuer="escape",
         modes=extension_modes(rucio, HEP),
+        replica=replica_paths_by_instance(rucio, settings.storage),
         labels={"hub.jupyter.org/username": "alice"},
         **kw,
     )

@@ -107,7 +107,7 @@ def test_rucio_instance_defaults_exchange_for_rucio_audience() -> None:
     """By default the hub exchanges the login token for one with aud=rucio and openid profile scope."""
     inst = RucioInstance.model_validate(INSTANCE)
     assert inst.token_exchange == TokenExchange(enabled=True, audience="rucio", scope="openid profile offline_access")
-    assert inst.extension.mode == "download"
+    assert inst.extension.destination_rse is None  # no RSE mount: download mode for every profile
     assert inst.account_template is None
     assert inst.effective_account_template == "{username}"
 
@@ -118,12 +118,16 @@ def test_rucio_exchange_scope_must_satisfy_the_server() -> None:
         TokenExchange(scope="openid")
 
 
-def test_replica_mode_needs_rse_details() -> None:
-    """Replica mode without an RSE and its mount cannot work; the message lists what is missing."""
-    with pytest.raises(ValidationError, match="destination_rse, rse_mount, rse_mount_path"):
-        RucioExtension(mode="replica")
-    ok = RucioExtension(mode="replica", destination_rse="EOS", rse_mount="eos", rse_mount_path="/eos/lake")
-    assert ok.path_begins_at == 0
+def test_an_rse_read_in_place_needs_name_mount_and_prefix() -> None:
+    """An RSE named without its mount or prefix (or the reverse) cannot work; the message names the missing key."""
+    with pytest.raises(ValidationError, match="destination_rse set but rse_mount and rse_prefix missing"):
+        RucioExtension(destination_rse="EOS")
+    with pytest.raises(ValidationError, match="rse_mount, rse_prefix set but destination_rse missing"):
+        RucioExtension(rse_mount="eos", rse_prefix="/eos/lake")
+    with pytest.raises(ValidationError, match=r"must not contain \. or \.\."):
+        RucioExtension(destination_rse="EOS", rse_mount="eos", rse_prefix="/eos/../etc")
+    ok = RucioExtension(destination_rse="EOS", rse_mount="eos", rse_prefix="/eos/lake")
+    assert ok.rse_prefix == "/eos/lake"
 
 
 def test_account_template_placeholders_are_checked() -> None:
@@ -147,14 +151,11 @@ def test_rucio_instance_names_unique_and_default_known() -> None:
     assert RucioSettings().default is None
 
 
-def test_rucio_rse_mount_must_be_a_storage_mount(minimal: dict[str, Any]) -> None:
-    """The extension's RSE mount refers to a storage entry by name; a missing one is named."""
-    inst = {
-        **INSTANCE,
-        "extension": {"mode": "replica", "destination_rse": "E", "rse_mount": "eos", "rse_mount_path": "/eos"},
-    }
+def test_rucio_rse_mount_must_be_an_eos_mount(minimal: dict[str, Any]) -> None:
+    """The extension's RSE mount refers to an EOS mount by name; a missing one is named."""
+    inst = {**INSTANCE, "extension": {"destination_rse": "E", "rse_mount": "eos", "rse_prefix": "/eos/lake"}}
     msg = errors_of(with_(minimal, "rucio", {"instances": [inst]}))
-    assert "rse_mount 'eos' is not a storage mount" in msg
+    assert "'eos' is not an EOS mount in storage.eos (known: none)" in msg
     ok = with_(with_(minimal, "rucio", {"instances": [inst]}), "storage", {"eos": [{"name": "eos"}]})
     assert Settings.model_validate(ok).rucio.instances[0].extension.rse_mount == "eos"
 

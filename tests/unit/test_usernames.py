@@ -125,7 +125,7 @@ def _auth() -> DatalakeOAuthenticator:
 def _sign_in(auth: DatalakeOAuthenticator, db: dict[str, str], sub: str, raw: str, *, save: bool = True) -> str | None:
     """One sign-in against a database of name → saved subject; the chosen name is saved as JupyterHub would."""
 
-    async def saved(_db: Any, name: str, _key: str) -> str | None:
+    async def saved(_db: Any, name: str, _key: str, _known: Any) -> str | None:
         return db.get(name)
 
     model = {"name": "ignored", "auth_state": {"oauth_user": {"sub": sub, "preferred_username": raw}}}

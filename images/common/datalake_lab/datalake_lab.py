@@ -9,8 +9,16 @@ for every configured instance whose credentials the user has not set. A choice t
 (another auth type, or other parameters) is never overwritten. Any failure is logged and the
 server starts anyway; the panel then just asks for the Save as before.
 
-Installed as a module (``datalake_lab``) and enabled by ``jupyter_server_config.d/datalake_lab.json``
-in the images (images/datalake-base/Dockerfile) and in the local platform's session venv.
+It also answers the panel's "make available" and file-status requests in replica mode
+(:mod:`datalake_lab_rucio`): asking twice reports the existing rule, a permission refusal reads as
+one, and a rule waiting for a transfer says so.
+
+On Dask Gateway sites it also routes the user's cluster dashboards through this server
+(:mod:`datalake_lab_dask`), so they open in the browser.
+
+Installed as modules (``datalake_lab``, ``datalake_lab_rucio``, ``datalake_lab_dask``) and enabled by
+``jupyter_server_config.d/datalake_lab.json`` in the images (images/datalake-base/Dockerfile) and
+in the local platform's session venv.
 """
 
 from __future__ import annotations
@@ -42,9 +50,26 @@ def seed_rucio_panel_auth(rucio_config: Any, db: Any) -> list[str]:
 
 
 def _load_jupyter_server_extension(server_app: Any) -> None:
+    try:
+        from datalake_lab_dask import install_dashboard_proxy
+
+        route = install_dashboard_proxy(server_app.web_app)
+    except Exception as err:  # noqa: BLE001 - the server starts; dashboards stay unreachable from the browser
+        server_app.log.warning("datalake_lab: could not route the Dask dashboards: %s", err)
+    else:
+        if route:
+            server_app.log.info("datalake_lab: Dask dashboards of the user's gateway clusters at %s", route)
     rucio_config = server_app.config.get("RucioConfig") or {}
     if not rucio_config.get("instances"):
         return
+    try:
+        from datalake_lab_rucio import install_handlers
+
+        paths = install_handlers(server_app.web_app)
+    except Exception as err:  # noqa: BLE001 - the panel keeps the extension's own answers
+        server_app.log.warning("datalake_lab: could not install the Rucio panel's make-available answers: %s", err)
+    else:
+        server_app.log.info("datalake_lab: answering %s", ", ".join(paths))
     try:
         from rucio_jupyterlab.db import get_db
 

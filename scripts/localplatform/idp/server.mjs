@@ -370,6 +370,7 @@ async function tokenExchange(ctx) {
   }
   const user = usersBySub.get(subject.sub);
   if (!user) throw new errors.InvalidGrant('subject_token does not belong to a user');
+  exchangesBySub.set(user.sub, (exchangesBySub.get(user.sub) ?? 0) + 1);
 
   const held = new Set((subject.scope ?? '').split(' ').filter(Boolean));
   const requested = params.scope ? params.scope.split(' ').filter(Boolean) : [...held];
@@ -429,6 +430,11 @@ provider.registerGrantType(TOKEN_EXCHANGE, tokenExchange, exchangeParams, ['audi
 let fault = null;
 const echoed = new Set();
 
+// Token endpoint calls counted (tests only, `GET /admin/token-requests`): by grant type, and the
+// token exchanges by the subject's user, so a test can tell which calls a hub made for whom.
+const requestsByGrant = new Map();
+const exchangesBySub = new Map();
+
 const b64 = (v) => Buffer.from(v).toString('base64');
 const b64url = (v) => Buffer.from(v).toString('base64url');
 
@@ -481,8 +487,9 @@ provider.use(async (ctx, next) => {
   await next();
   if (ctx.path !== '/token' || ctx.method !== 'POST') return;
   const tokens = faultTokens(ctx); // every token endpoint call: what it issued and received is scanned for
-  if (!fault) return;
   const grantType = ctx.oidc?.params?.grant_type;
+  requestsByGrant.set(String(grantType), (requestsByGrant.get(String(grantType)) ?? 0) + 1);
+  if (!fault) return;
   if (fault.grant_types && !fault.grant_types.includes(grantType)) return;
   if (fault.remaining !== undefined) {
     if (fault.remaining <= 0) return;
@@ -646,6 +653,11 @@ async function handleAdmin(req, res, url) {
   if (url.pathname === '/admin/faults' && req.method === 'GET') {
     return send(res, 200, JSON.stringify({ fault, shapes: Object.keys(FAULT_SHAPES), echoed: [...echoed] }),
       'application/json');
+  }
+  if (url.pathname === '/admin/token-requests' && req.method === 'GET') {
+    return send(res, 200, JSON.stringify({
+      by_grant: Object.fromEntries(requestsByGrant), exchanges_by_sub: Object.fromEntries(exchangesBySub),
+    }), 'application/json');
   }
   return send(res, 404, JSON.stringify({ error: 'not_found' }), 'application/json');
 }
