@@ -34,6 +34,10 @@ c.JupyterHubAuthenticator.jupyterhub_service_name = run["service_name"]
 # sees it): never in the environment.
 if "kube-controller" not in sys.argv[1:2]:
     c.JupyterHubAuthenticator.jupyterhub_api_token = open(run["api_token_file"]).read().strip()  # noqa: SIM115
+if "simple_auth_password_file" in run:
+    # Benchmarks only (no hub): the chart's `gateway.auth.type: simple`, one shared password.
+    c.DaskGateway.authenticator_class = "dask_gateway_server.auth.SimpleAuthenticator"
+    c.SimpleAuthenticator.password = open(run["simple_auth_password_file"]).read().strip()  # noqa: SIM115
 # The chart's gateway.backend.{scheduler,worker} values (benchmarks: the stock configuration's).
 for key, value in (run.get("cluster_config") or {}).items():
     setattr(c.KubeClusterConfig, key, value)
@@ -44,11 +48,6 @@ if "limits_file" in run:
     from hub_config.dask.gateway import configure_gateway
 
     configure_gateway(c, limits_file=run["limits_file"], namespace=run["namespace"])
-if "simple_auth_password_file" in run:
-    # Benchmarks only (no hub): the chart's `gateway.auth.type: simple`, one shared password. After
-    # configure_gateway, which sets the hub's authenticator (a benchmark of ours got 401 from it).
-    c.DaskGateway.authenticator_class = "dask_gateway_server.auth.SimpleAuthenticator"
-    c.SimpleAuthenticator.password = open(run["simple_auth_password_file"]).read().strip()  # noqa: SIM115
 
 # templates/controller/configmap.yaml
 c.KubeController.address = run["controller_address"]
