@@ -83,9 +83,9 @@ chart-deps:
 	$(HELM) dependency build chart
 
 # Benchmarks against a plain baseline on the local platform (not part of `make test`); see benchmarks/README.md.
-bench: $(STAMP)
+bench: prepare
 	$(VENV)/bin/pip install -q -r benchmarks/requirements.txt
-	PYTHONPATH=scripts:. $(PY) -m benchmarks
+	PYTHONPATH=scripts:. $(PY) -m localplatform.netns -- $(PY) -m benchmarks
 
 images:
 	$(MAKE) -C images all

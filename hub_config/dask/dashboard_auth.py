@@ -14,9 +14,10 @@ only identifies the requester, the way the gateway API does:
 
 * the gateway's own session cookie (``Authenticator.cookie_name``, which the API sets for a client
   that authenticated with its token), looked up in the gateway's own cache;
-* else ``Authorization: jupyterhub <token>``, checked by the gateway's JupyterHubAuthenticator (the
-  hub says whose token it is and whether they are an admin), cached per token (a SHA-256 digest,
-  never the token) for the authenticator's ``cache_max_age``: a dashboard makes many requests.
+* else the ``Authorization`` header, checked by the gateway's own authenticator (JupyterHub's in the
+  chart: the hub says whose token it is and whether they are an admin), cached per header (a SHA-256
+  digest, never the credential) for the authenticator's ``cache_max_age``: a dashboard makes many
+  requests.
 
 Paths outside ``<prefix>/clusters/`` pass: they are the gateway API's, which authenticates every
 call itself. A path Traefik could route somewhere other than it reads (dot segments, doubled or
@@ -90,15 +91,20 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
-def dashboard_authenticator_class(prefix: str = "/") -> type:
-    """The gateway's JupyterHubAuthenticator plus the forwardAuth endpoint (``c.DaskGateway.authenticator_class``).
+def dashboard_authenticator_class(prefix: str = "/", base: type | None = None) -> type:
+    """The gateway's authenticator plus the forwardAuth endpoint (``c.DaskGateway.authenticator_class``).
 
-    Its ``setup`` (called before the API starts serving) adds :data:`AUTH_PATH` to the API's routes."""
+    ``base``: the authenticator that checks the API's callers, JupyterHubAuthenticator unless given
+    (the benchmarks' hub-less gateway passes SimpleAuthenticator, so Traefik's forwardAuth still has
+    its endpoint). Its ``setup`` (called before the API starts serving) adds :data:`AUTH_PATH` to the
+    API's routes."""
     from aiohttp import web
     from dask_gateway_server.auth import JupyterHubAuthenticator
 
-    class DashboardAuthenticator(JupyterHubAuthenticator):  # type: ignore[misc]  # untyped base
-        """JupyterHub auth for the API, and the dashboards' forwardAuth answers (hub_config.dask.dashboard_auth)."""
+    parent = JupyterHubAuthenticator if base is None else base
+
+    class DashboardAuthenticator(parent):  # type: ignore[misc,valid-type]  # untyped base
+        """The base's auth for the API, and the dashboards' forwardAuth answers (hub_config.dask.dashboard_auth)."""
 
         async def setup(self, app: Any) -> None:
             await super().setup(app)
@@ -125,23 +131,22 @@ def dashboard_authenticator_class(prefix: str = "/") -> type:
             return web.Response(status=status, text="" if status == 200 else "Not your cluster")
 
         async def requester(self, request: Any) -> Requester | None:
-            """The gateway's cookie, else the hub token in ``Authorization``; None when neither holds."""
+            """The gateway's cookie, else the credential in ``Authorization``; None when neither holds."""
             cookie = request.cookies.get(self.cookie_name)
             user = self.cache.get(cookie) if cookie else None
             if user is not None:
                 return Requester(str(user.name), bool(user.admin))
-            try:
-                token = self.get_token(request)
-            except ValueError:  # an Authorization header with no space
+            credential = request.headers.get("Authorization", "")
+            if not credential:
                 return None
-            if not token:
-                return None
-            key, now = _digest(token), time.monotonic()
+            key, now = _digest(credential), time.monotonic()
             hit = self._by_token.get(key)
             if hit is not None and now - hit[0] < self.cache_max_age:
                 return hit[1]
             try:
                 found = await self.authenticate(request)
+            except (ValueError, UnicodeError):  # a malformed header (no space, bad base64): nobody
+                return None
             except web.HTTPUnauthorized:
                 return None
             except web.HTTPException as err:  # the hub refused or failed the check: nobody, fail closed

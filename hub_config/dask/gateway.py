@@ -157,11 +157,13 @@ class ClusterOptions:
         )
 
 
-def configure_gateway(c: Any, *, limits_file: str | Path, namespace: str, prefix: str = "/") -> None:
+def configure_gateway(
+    c: Any, *, limits_file: str | Path, namespace: str, prefix: str = "/", authenticator: type | None = None
+) -> None:
     """Set the gateway's cluster options from the limits file the chart renders from our settings, and
-    its authenticator: JupyterHub's plus the dashboards' forwardAuth endpoint (``prefix``: the chart's
-    ``gateway.prefix``, under which Traefik serves ``clusters/<name>/``; see
-    :mod:`hub_config.dask.dashboard_auth`)."""
+    its authenticator: ``authenticator`` (JupyterHub's unless given) plus the dashboards' forwardAuth
+    endpoint (``prefix``: the chart's ``gateway.prefix``, under which Traefik serves
+    ``clusters/<name>/``; see :mod:`hub_config.dask.dashboard_auth`)."""
     from ..kube import list_pods
     from .dashboard_auth import dashboard_authenticator_class
 
@@ -171,4 +173,4 @@ def configure_gateway(c: Any, *, limits_file: str | Path, namespace: str, prefix
         return await list_pods(namespace, SERVER_SELECTOR)
 
     c.Backend.cluster_options = ClusterOptions(table, servers)
-    c.DaskGateway.authenticator_class = dashboard_authenticator_class(prefix)
+    c.DaskGateway.authenticator_class = dashboard_authenticator_class(prefix, authenticator)

@@ -34,7 +34,8 @@ c.JupyterHubAuthenticator.jupyterhub_service_name = run["service_name"]
 # sees it): never in the environment.
 if "kube-controller" not in sys.argv[1:2]:
     c.JupyterHubAuthenticator.jupyterhub_api_token = open(run["api_token_file"]).read().strip()  # noqa: SIM115
-if "simple_auth_password_file" in run:
+simple_auth = "simple_auth_password_file" in run
+if simple_auth:
     # Benchmarks only (no hub): the chart's `gateway.auth.type: simple`, one shared password.
     c.DaskGateway.authenticator_class = "dask_gateway_server.auth.SimpleAuthenticator"
     c.SimpleAuthenticator.password = open(run["simple_auth_password_file"]).read().strip()  # noqa: SIM115
@@ -47,7 +48,12 @@ for key, value in (run.get("cluster_config") or {}).items():
 if "limits_file" in run:
     from hub_config.dask.gateway import configure_gateway
 
-    configure_gateway(c, limits_file=run["limits_file"], namespace=run["namespace"])
+    # The dashboards' forwardAuth endpoint wraps whichever authenticator is in force (benchmarks:
+    # the simple one, whose config section above still applies: the class is its subclass).
+    base = None
+    if simple_auth:
+        from dask_gateway_server.auth import SimpleAuthenticator as base
+    configure_gateway(c, limits_file=run["limits_file"], namespace=run["namespace"], authenticator=base)
 
 # templates/controller/configmap.yaml
 c.KubeController.address = run["controller_address"]

@@ -38,6 +38,7 @@ from localplatform.hub import HubHandle
 from tests.support.dask import SUBMIT, gateway_and_hub, in_session, pod_network_available
 from tests.support.hubclient import api, login, spawn, stop
 from tests.support.kube import get_json, user_pods
+from tests.support.rotation import fast_rotation
 
 pytestmark = [
     pytest.mark.platform,
@@ -60,10 +61,7 @@ def info(platform_factory: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def hub(info: dict[str, Any]) -> Iterator[HubHandle]:
-    patch = {
-        "iam": {"refresh_age_seconds": 5, "refresh_margin_seconds": 30},
-        "rucio": {"refresh_margin_seconds": 30, "check_interval_seconds": 5},
-    }
+    patch = fast_rotation(iam_margin=30, rucio_margin=30)
     with gateway_and_hub(info, "dask-rotation", settings_patch=patch, access_token_ttl=TTL) as (handle, _):
         yield handle
 

@@ -19,6 +19,7 @@ from localplatform.hub import HubHandle, resume_hub, stop_hub
 
 from tests.support.hubclient import api, login, running_hub, spawn, stop
 from tests.support.kube import get_json
+from tests.support.rotation import fast_rotation
 
 pytestmark = pytest.mark.platform
 
@@ -31,10 +32,7 @@ TTL = 30
 
 @pytest.fixture(scope="module")
 def hub(platform_info: dict[str, Any]) -> Iterator[HubHandle]:
-    patch = {
-        "iam": {"refresh_age_seconds": 5, "refresh_margin_seconds": 20},
-        "rucio": {"refresh_margin_seconds": 15, "check_interval_seconds": 5},
-    }
+    patch = fast_rotation(iam_margin=20, rucio_margin=15)
     with running_hub(state_dir(), platform_info, "proxyrestart", settings_patch=patch, access_token_ttl=TTL) as handle:
         _, page = login(handle, platform_info, USER, f"{USER}-password")
         assert page.status_code == 200

@@ -23,6 +23,7 @@ from localplatform.prometheus import query
 
 from tests.support.hubclient import login, running_hub, spawn, stop
 from tests.support.kube import user_pods, wait_no_pods
+from tests.support.rotation import fast_rotation
 
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(900)]
 
@@ -38,10 +39,7 @@ def info(platform_factory: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def hub(info: dict[str, Any]) -> Iterator[HubHandle]:
-    patch = {
-        "iam": {"refresh_age_seconds": 5, "refresh_margin_seconds": 20},
-        "rucio": {"refresh_margin_seconds": 15, "check_interval_seconds": CHECK_INTERVAL},
-    }
+    patch = fast_rotation(iam_margin=20, rucio_margin=15, check_interval=CHECK_INTERVAL)
     with running_hub(state_dir(), info, HUB, settings_patch=patch, access_token_ttl=TTL) as handle:
         _INSTANCE[0] = urlsplit(handle.url).netloc
         yield handle

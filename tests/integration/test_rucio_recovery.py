@@ -20,6 +20,7 @@ from localplatform.hub import HubHandle, hub_log_text, local_rucio_instance
 from tests.support.hubclient import api, login, running_hub, spawn, stop
 from tests.support.kube import user_pods, wait_no_pods
 from tests.support.podexec import pod_exec
+from tests.support.rotation import fast_rotation
 
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(900)]
 
@@ -37,10 +38,7 @@ def info(platform_factory: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def hub(info: dict[str, Any]) -> Iterator[HubHandle]:
     """A hub whose IAM tokens live 30 s, rotated with 15 s left, checked every 5 s; default retry caps."""
-    patch = {
-        "iam": {"refresh_age_seconds": 5, "refresh_margin_seconds": 20},
-        "rucio": {"refresh_margin_seconds": 15, "check_interval_seconds": CHECK_INTERVAL},
-    }
+    patch = fast_rotation(iam_margin=20, rucio_margin=15, check_interval=CHECK_INTERVAL)
     with running_hub(state_dir(), info, "rucio-recovery", settings_patch=patch, access_token_ttl=TTL) as handle:
         yield handle
 
@@ -84,10 +82,7 @@ def test_session_recovers_quickly_after_an_idp_outage_longer_than_a_token(hub: H
 def claim_only_hub(info: dict[str, Any]) -> Iterator[HubHandle]:
     """The same, with an instance that takes the account from the IdP's claim only (no template)."""
     instance = local_rucio_instance(info, account_template=None, account_transforms=[])
-    patch = {
-        "iam": {"refresh_age_seconds": 5, "refresh_margin_seconds": 20},
-        "rucio": {"instances": [instance], "refresh_margin_seconds": 15, "check_interval_seconds": CHECK_INTERVAL},
-    }
+    patch = fast_rotation(iam_margin=20, rucio_margin=15, check_interval=CHECK_INTERVAL, instances=[instance])
     with running_hub(state_dir(), info, "rucio-claim-only", settings_patch=patch, access_token_ttl=TTL) as handle:
         yield handle
 

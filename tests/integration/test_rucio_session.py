@@ -25,6 +25,7 @@ from localplatform.hub import HubHandle, hub_log_text
 from tests.support.hubclient import api, login, progress_messages, running_hub, spawn, stop
 from tests.support.kube import get_json, user_pods, wait_no_pods
 from tests.support.podexec import pod_env, pod_exec, pod_pid
+from tests.support.rotation import fast_rotation
 
 pytestmark = pytest.mark.platform
 
@@ -40,10 +41,7 @@ def info(platform_factory: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def hub(info: dict[str, Any]) -> Iterator[HubHandle]:
     """A hub whose IAM tokens live 60 s; Rucio tokens rotate with 30 s left, checked every 5 s."""
-    patch = {
-        "iam": {"refresh_age_seconds": 5, "refresh_margin_seconds": 40},
-        "rucio": {"refresh_margin_seconds": 30, "check_interval_seconds": 5},
-    }
+    patch = fast_rotation(iam_margin=40, rucio_margin=30)
     with running_hub(state_dir(), info, "rucio", settings_patch=patch, access_token_ttl=TTL) as handle:
         yield handle
 

@@ -32,6 +32,7 @@ from localplatform.hub import HubHandle, hub_log_text
 from tests.support.hubclient import api, login, running_hub, stop
 from tests.support.kube import get_json, user_pods, wait_no_pods
 from tests.support.podexec import pod_exec, pod_pid
+from tests.support.rotation import fast_rotation
 
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(900)]
 
@@ -84,10 +85,7 @@ def info(platform_factory: Any) -> Iterator[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def hub(info: dict[str, Any]) -> Iterator[HubHandle]:
     """60 s tokens; Rucio tokens rotated with 20 s left, looked for every 5 s; default rotation concurrency."""
-    patch = {
-        "iam": {"refresh_age_seconds": 5, "refresh_margin_seconds": 30},
-        "rucio": {"refresh_margin_seconds": 20, "check_interval_seconds": POLL},
-    }
+    patch = fast_rotation(iam_margin=30, rucio_margin=20, check_interval=POLL)
     with running_hub(state_dir(), info, "storm", settings_patch=patch, access_token_ttl=TTL) as handle:
         yield handle
 

@@ -28,6 +28,7 @@ from localplatform.hub import HubHandle, hub_log_text
 
 from tests.support.hubclient import api, login, progress_messages, running_hub, stop
 from tests.support.kube import get_json, wait_no_pods
+from tests.support.rotation import fast_rotation
 
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(1200)]
 
@@ -60,15 +61,13 @@ def log_start() -> int:
 @pytest.fixture(scope="module")
 def hub(info: dict[str, Any], log_start: int) -> Iterator[HubHandle]:
     """IAM tokens live 30 s; the hub refreshes them with 20 s left, at most every 5 s; rotations every 5 s."""
-    patch = {
-        "iam": {"refresh_age_seconds": 5, "refresh_margin_seconds": 20},
-        "rucio": {
-            "refresh_margin_seconds": 15,
-            "check_interval_seconds": CHECK_INTERVAL,
-            "rotation_retry_min_seconds": 2,
-            "rotation_retry_max_seconds": 5,
-        },
-    }
+    patch = fast_rotation(
+        iam_margin=20,
+        rucio_margin=15,
+        check_interval=CHECK_INTERVAL,
+        rotation_retry_min_seconds=2,
+        rotation_retry_max_seconds=5,
+    )
     with running_hub(state_dir(), info, NAME, settings_patch=patch, access_token_ttl=TTL) as handle:
         try:
             yield handle

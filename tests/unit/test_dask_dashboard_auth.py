@@ -75,3 +75,47 @@ def test_api_paths_pass_to_the_api(requester: Requester | None) -> None:
     """Not a dashboard: the gateway API authenticates the call itself (and refuses bob's access to
     alice's cluster there)."""
     assert decide(None, requester, None) == 200
+
+
+class _Backend:
+    """The gateway backend's one call the endpoint makes: a cluster by name (here: alice's c1)."""
+
+    async def get_cluster(self, name: str) -> object | None:
+        return type("Cluster", (), {"username": "alice"})() if name == "ns.c1" else None
+
+
+async def test_the_endpoint_wraps_the_authenticator_a_gateway_uses() -> None:
+    """The forwardAuth endpoint on a gateway whose API uses another authenticator (the benchmarks'
+    SimpleAuthenticator): the owner passes, another user gets 403, a malformed or missing
+    credential 401, API paths pass; served by aiohttp as the gateway serves it."""
+    import base64
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+    from dask_gateway_server.auth import SimpleAuthenticator
+
+    from hub_config.dask.dashboard_auth import AUTH_PATH, dashboard_authenticator_class
+
+    auth = dashboard_authenticator_class("/", SimpleAuthenticator)(password="pw")
+    assert isinstance(auth, SimpleAuthenticator)
+    app = web.Application()
+    app["backend"] = _Backend()
+    await auth.setup(app)
+
+    def basic(user: str, password: str = "pw") -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+    async with TestClient(TestServer(app)) as client:
+
+        async def status(uri: str, headers: dict[str, str]) -> int:
+            resp = await client.get(AUTH_PATH, headers={"X-Forwarded-Uri": uri, **headers})
+            return resp.status
+
+        assert await status("/clusters/ns.c1/status", basic("alice")) == 200
+        assert await status("/clusters/ns.c1/status", basic("bob")) == 403
+        assert await status("/clusters/ns.c1/status", basic("alice", "wrong")) == 401
+        assert await status("/clusters/ns.c1/status", {"Authorization": "Basic"}) == 401  # no space
+        assert await status("/clusters/ns.c1/status", {"Authorization": "Basic !!notbase64"}) == 401
+        assert await status("/clusters/ns.c1/status", {}) == 401
+        assert await status("/api/health", {}) == 200
+        assert await status("/clusters/../api", basic("alice")) == 400
