@@ -102,7 +102,7 @@ async def test_the_endpoint_wraps_the_authenticator_a_gateway_uses() -> None:
     app["backend"] = _Backend()
     await auth.setup(app)
 
-    def basic(user: str, password: str = "pw") -> dict[str, str]:
+    def basic(user: str, password: str = "pw") -> dict[str, str]:  # noqa: S107 - a test gateway's
         return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
     async with TestClient(TestServer(app)) as client:
