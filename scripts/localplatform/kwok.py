@@ -131,6 +131,18 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
         state,
     )
     kubectl(kubeconfig, "apply", "-f", "-", input_text=_nodes_yaml(state))
+    for node in nodes:  # apply leaves an existing Node's status (an older manifest's capacity) as it was
+        status = {k: node["status"][k] for k in ("capacity", "allocatable") if k in node.get("status", {})}
+        kubectl(
+            kubeconfig,
+            "patch",
+            "node",
+            node["metadata"]["name"],
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": status}),
+        )
     wait_for("kwok nodes Ready", lambda: set(names) <= _ready_nodes(kubeconfig), 90, interval=0.5, proc=proc)
 
     gpu_nodes = [n["metadata"]["name"] for n in nodes if GPU_RESOURCE in n.get("status", {}).get("capacity", {})]
