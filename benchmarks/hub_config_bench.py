@@ -28,6 +28,22 @@ KIND = os.environ.get("DATALAKE_BENCH_KIND", "ours")
 REPO = Path(os.environ["PYTHONPATH"].split(os.pathsep)[0])
 LOCAL_CONFIG = REPO / "scripts" / "localplatform" / "hub_local_config.py"
 
+if os.environ.get("DATALAKE_BENCH_TRACEMALLOC"):
+    # Profiling only (docs/performance.md says how): Python allocations traced from here, before
+    # either hub's classes are imported (ours imports them in the local config below, stock later);
+    # SIGUSR2 dumps a snapshot next to the hub's database for `tracemalloc` to compare ours/stock.
+    import signal
+    import time
+    import tracemalloc
+
+    tracemalloc.start(int(os.environ["DATALAKE_BENCH_TRACEMALLOC"]))
+    _snapshots = Path(os.environ["DATALAKE_LOCAL_HUB"]).parent
+
+    def _dump_snapshot(*_: object) -> None:
+        tracemalloc.take_snapshot().dump(str(_snapshots / f"tracemalloc-{KIND}-{int(time.time())}.snap"))
+
+    signal.signal(signal.SIGUSR2, _dump_snapshot)
+
 if KIND != "ours":
     os.environ["DATALAKE_LOCAL_HUB_STOCK"] = "1"  # the local config's plumbing only, none of ours
 exec(compile(LOCAL_CONFIG.read_text(), str(LOCAL_CONFIG), "exec"), {"get_config": get_config})  # noqa: F821
@@ -68,21 +84,6 @@ if KIND != "ours":
 for role in c.JupyterHub.load_roles:
     if role["name"] == "datalake-local":
         role["scopes"] = [*role["scopes"], "read:metrics"]
-
-if os.environ.get("DATALAKE_BENCH_TRACEMALLOC"):
-    # Profiling only (docs/performance.md says how): Python allocations traced from the start;
-    # SIGUSR2 dumps a snapshot next to the hub's database for `tracemalloc` to compare ours/stock.
-    import signal
-    import time
-    import tracemalloc
-
-    tracemalloc.start(int(os.environ["DATALAKE_BENCH_TRACEMALLOC"]))
-    _snapshots = Path(os.environ["DATALAKE_LOCAL_HUB"]).parent
-
-    def _dump_snapshot(*_: object) -> None:
-        tracemalloc.take_snapshot().dump(str(_snapshots / f"tracemalloc-{KIND}-{int(time.time())}.snap"))
-
-    signal.signal(signal.SIGUSR2, _dump_snapshot)
 
 python = os.environ.get("DATALAKE_BENCH_PYTHON", "python3")
 # The responder travels in the pod's command (`python3 -c <source>`), not as a path into the
