@@ -108,7 +108,7 @@ def dashboard_authenticator_class(prefix: str = "/", base: type | None = None) -
 
         async def setup(self, app: Any) -> None:
             await super().setup(app)
-            self._by_token: dict[str, tuple[float, Requester]] = {}
+            self._by_credential: dict[str, tuple[float, Requester]] = {}
             self._backend = app["backend"]
             app.router.add_get(AUTH_PATH, self.dashboard_auth)
 
@@ -140,7 +140,7 @@ def dashboard_authenticator_class(prefix: str = "/", base: type | None = None) -
             if not credential:
                 return None
             key, now = _digest(credential), time.monotonic()
-            hit = self._by_token.get(key)
+            hit = self._by_credential.get(key)
             if hit is not None and now - hit[0] < self.cache_max_age:
                 return hit[1]
             try:
@@ -154,9 +154,9 @@ def dashboard_authenticator_class(prefix: str = "/", base: type | None = None) -
                 return None
             user = found[0] if isinstance(found, tuple) else found
             who = Requester(str(user.name), bool(user.admin))
-            if len(self._by_token) >= TOKEN_CACHE_MAX:
-                self._by_token.clear()
-            self._by_token[key] = (now, who)
+            if len(self._by_credential) >= TOKEN_CACHE_MAX:
+                self._by_credential.clear()
+            self._by_credential[key] = (now, who)
             return who
 
     return DashboardAuthenticator

@@ -130,8 +130,10 @@ def up(state: Path, info: dict[str, Any]) -> dict[str, Any]:
         ],
         state,
     )
-    kubectl(kubeconfig, "apply", "-f", "-", input_text=_nodes_yaml(state))
-    for node in nodes:  # apply leaves an existing Node's status (an older manifest's capacity) as it was
+    applied = kubectl(kubeconfig, "apply", "-f", "-", input_text=_nodes_yaml(state))
+    created = {line.split()[0].removeprefix("node/") for line in applied.splitlines() if line.endswith(" created")}
+    # apply leaves an existing Node's status (an older manifest's capacity) as it was: patch only those
+    for node in (n for n in nodes if n["metadata"]["name"] not in created):
         status = {k: node["status"][k] for k in ("capacity", "allocatable") if k in node.get("status", {})}
         kubectl(
             kubeconfig,
