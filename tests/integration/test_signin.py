@@ -148,6 +148,9 @@ def test_session_survives_token_expiry_by_refresh(hub: HubHandle, info: dict[str
     assert refreshed["access_token"] != first["access_token"]
     claims = jwt_claims(refreshed["access_token"])
     assert claims["exp"] > time.time(), "the hub holds an unexpired access token after the first one expired"
+    for state in (first, refreshed):  # each token stored once: the token reply keeps only its other fields
+        assert state["token_response"].get("token_type"), state["token_response"]
+        assert not {"access_token", "refresh_token", "id_token"} & set(state["token_response"])
 
 
 def test_rejected_refresh_token_sends_user_to_login(hub: HubHandle, info: dict[str, Any]) -> None:
