@@ -277,6 +277,9 @@ def start_hub(
         "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32),
         "KUBECONFIG": info["controlplane"]["hub_kubeconfig"],
         "PYTHONPATH": str(REPO_ROOT),
+        # As in the z2jh hub image, which does not set it: a PYTHONDONTWRITEBYTECODE inherited from
+        # the developer's shell would turn off hub_config's bytecode cache (hub_config/_bytecode.py).
+        "PYTHONDONTWRITEBYTECODE": "",
     }
     # What starting the hub again needs (the same auth-state key above all); 0600, like run.json.
     launch = d / "launch.json"
