@@ -19,6 +19,7 @@ from .auth import apply_auth, apply_auth_state_key, discover, read_client_secret
 from .dask.hub import apply_dask_gateway, read_gateway_token
 from .errors import AuthConfigError, ConfigError, DiscoveryError
 from .logs import route_to_hub_log
+from .memtrim import MemoryTrimmer
 from .pages import apply_pages
 from .profiles.source import ProfileSource
 from .rucio_service import Rotator, RucioProvisioner
@@ -102,6 +103,7 @@ def apply_from_file(c: Any, path: str | os.PathLike[str] | None = None) -> Profi
         # libraries again: ~0.1 s of CPU each on the benchmark machine. The price, import-time
         # garbage kept for good, is next to nothing.
         gc.freeze()
+        MemoryTrimmer().start()
         return profiles
     except ConfigError as err:
         _die(f"datalake-hub configuration is invalid ({len(err.problems)} problem(s)):\n{err}")
