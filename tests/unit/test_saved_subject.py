@@ -45,7 +45,7 @@ def _save(db: Any, name: str, sub: str) -> None:
 
 def _read(db: Any, name: str, known: dict[str, Any]) -> tuple[str | None, int]:
     """(subject, decrypts it took)."""
-    with mock.patch.object(authmod, "decrypt", wraps=crypto.decrypt) as decrypting:
+    with mock.patch.object(authmod, "_decrypted", wraps=authmod._decrypted) as decrypting:
         sub = asyncio.run(authmod._saved_subject(db, name, KEY, known))
     return sub, decrypting.call_count
 
@@ -92,3 +92,32 @@ def test_an_auth_state_saved_since_is_read_afresh(db: Any) -> None:
     db.commit()
     assert _read(db, "carol", known) == ("sub-previous-owner", 1)
     assert _read(db, "carol", known) == ("sub-previous-owner", 0)
+
+
+def test_states_decrypt_inline_or_in_the_pool_alike(db: Any) -> None:
+    """Small states are decrypted on the loop, large ones in JupyterHub's pool: same answer."""
+    _save(db, "dave", "sub-dave")
+
+    async def big() -> bytes:
+        return await crypto.encrypt({KEY: {"sub": "sub-erin", "padding": "x" * (2 * authmod._INLINE_DECRYPT_BYTES)}})
+
+    erin = orm.User(name="erin")
+    erin.encrypted_auth_state = asyncio.run(big())
+    db.add(erin)
+    db.commit()
+    with mock.patch.object(authmod, "decrypt", wraps=crypto.decrypt) as pooled:
+        assert asyncio.run(authmod._saved_subject(db, "dave", KEY, {})) == "sub-dave"
+        assert pooled.call_count == 0
+        assert asyncio.run(authmod._saved_subject(db, "erin", KEY, {})) == "sub-erin"
+        assert pooled.call_count == 1
+
+
+def test_a_state_under_a_retired_key_still_reads_and_a_foreign_one_is_none(db: Any) -> None:
+    """Key rotation (JUPYTERHUB_CRYPT_KEY="new;old") reads states written under the old key, as
+    JupyterHub does; a state no configured key opens is "no subject", not an error."""
+    _save(db, "frank", "sub-frank")
+    old = crypto.CryptKeeper.instance().keys[0]
+    crypto.CryptKeeper.instance().keys = [os.urandom(32), old]
+    assert asyncio.run(authmod._saved_subject(db, "frank", KEY, {})) == "sub-frank"
+    crypto.CryptKeeper.instance().keys = [os.urandom(32)]
+    assert asyncio.run(authmod._saved_subject(db, "frank", KEY, {})) is None
