@@ -17,6 +17,7 @@ from typing import Any
 
 from .auth import apply_auth, apply_auth_state_key, discover, read_client_secret
 from .dask.hub import apply_dask_gateway, read_gateway_token
+from .database import apply_database
 from .errors import AuthConfigError, ConfigError, DiscoveryError
 from .logs import route_to_hub_log
 from .memtrim import MemoryTrimmer
@@ -51,6 +52,7 @@ def apply(c: Any, settings: Settings, *, hub_url: str | None = None) -> ProfileS
     the client secret and the auth-state key. The `apply_*` functions only write `c.*`.
     """
     route_to_hub_log()
+    apply_database(write_ahead_log=settings.sqlite_write_ahead_log)
     profiles = ProfileSource(settings)
     profiles.load_initial()
     endpoints = discover(settings.iam)

@@ -36,6 +36,7 @@ from ..metrics import METRICS, timer
 from ..redact import redact
 from ..settings.iam import GroupsClaim
 from ..tls import request_tls_options
+from .callback import DatalakeCallbackHandler
 from .groups import groups_from_claims
 from .usernames import normalise_username, username_candidates
 
@@ -114,6 +115,8 @@ def _is_unavailable(err: Exception) -> bool:
 
 class DatalakeOAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
     """GenericOAuthenticator for ESCAPE IAM; configured by `hub_config.auth.configure`."""
+
+    callback_handler = DatalakeCallbackHandler
 
     datalake_issuer = Unicode(help="Issuer; part of the subject digest in normalised usernames.").tag(config=True)
     datalake_groups = AnyTrait(help="hub_config GroupsClaim: where groups come from.").tag(config=True)

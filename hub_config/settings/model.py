@@ -66,6 +66,15 @@ class Settings(Strict):
         ),
     )
 
+    sqlite_write_ahead_log: bool = Field(
+        True,
+        description=(
+            "Run the hub's SQLite database (z2jh's `hub.db.type: sqlite-pvc`) in write-ahead-log mode: one "
+            "fsync per commit instead of three, same durability. Set false only if the hub's PVC is on a "
+            "network filesystem (NFS), where SQLite does not support WAL; false also converts the database back."
+        ),
+    )
+
     @model_validator(mode="after")
     def _rse_mounts_resolve(self) -> Settings:
         """Each instance's RSE mount is an EOS mount that shows the RSE's prefix (first problem refused)."""

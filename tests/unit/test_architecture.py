@@ -10,7 +10,8 @@
    profiles, so `settings.model` imports `profiles.model`, and only that).
 5. Each framework enters through one adapter: `kubernetes_asyncio` only in `kube.py`, `kubespawner`
    only in `spawner.py` (and `preview.py`, for KubeSpawner's own slug escaping), `oauthenticator` and
-   `jupyterhub` only in `auth/authenticator.py`, `spawner.py` and `status.py` (the admins' page).
+   `jupyterhub` only in `auth/authenticator.py` (with its callback page, `auth/callback.py`),
+   `spawner.py` and `status.py` (the admins' page).
 """
 
 from __future__ import annotations
@@ -54,8 +55,13 @@ PURE = (
 ADAPTERS = {
     "kubernetes_asyncio": {"hub_config.kube"},
     "kubespawner": {"hub_config.spawner", "hub_config.preview"},
-    "oauthenticator": {"hub_config.auth.authenticator"},
-    "jupyterhub": {"hub_config.auth.authenticator", "hub_config.spawner", "hub_config.status"},
+    "oauthenticator": {"hub_config.auth.authenticator", "hub_config.auth.callback"},
+    "jupyterhub": {
+        "hub_config.auth.authenticator",
+        "hub_config.auth.callback",
+        "hub_config.spawner",
+        "hub_config.status",
+    },
 }
 
 
