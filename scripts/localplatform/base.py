@@ -149,13 +149,28 @@ def spawn(
     return Proc(name=name, pid=proc.pid, pidfile=pidfile, log=log)
 
 
-def stop_pidfile(pidfile: Path, timeout: float = 10.0) -> None:
-    """Stop the process group recorded in ``pidfile`` (TERM, then KILL after ``timeout``)."""
+def stop_pidfile(pidfile: Path, timeout: float = 10.0, *, children: bool = False) -> None:
+    """Stop the process group recorded in ``pidfile`` (TERM, then KILL after ``timeout``).
+
+    With ``children``, also the process's children that live in sessions of their own, which the
+    group signal misses: a hub's managed services (JupyterHub starts them with
+    ``start_new_session``). The hub stops them itself on TERM, but slowly (SIGINT, then 10 s,
+    then TERM): a hub killed before that left its idle culler running for good.
+    """
     try:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
         pidfile.unlink(missing_ok=True)
         return
+    orphans = child_pids(pid) if children else []
+    _stop_group(pid, timeout)
+    for child in orphans:
+        if _alive(child):
+            _stop_group(child, timeout)
+    pidfile.unlink(missing_ok=True)
+
+
+def _stop_group(pid: int, timeout: float) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(pid, sig)
@@ -168,7 +183,22 @@ def stop_pidfile(pidfile: Path, timeout: float = 10.0) -> None:
             time.sleep(0.1)
         if not _alive(pid):
             break
-    pidfile.unlink(missing_ok=True)
+
+
+def child_pids(pid: int) -> list[int]:
+    """PIDs whose parent is ``pid`` (Linux ``/proc``), each a session leader of its own or not."""
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue
+        fields = stat.rsplit(") ", 1)[-1].split()
+        if len(fields) > 1 and fields[1] == str(pid):
+            found.append(int(entry.name))
+    return found
 
 
 def wait_for(

@@ -347,7 +347,7 @@ def restart_hub(state: Path, name: str = "hub") -> Proc:
 
 def stop_hub(state: Path, name: str = "hub", *, keep_proxy: bool = False) -> None:
     """Stop the hub and, unless ``keep_proxy``, its proxy (both by PID)."""
-    stop_pidfile(state / "pids" / f"hub-{name}.pid")
+    stop_pidfile(state / "pids" / f"hub-{name}.pid", children=True)
     if keep_proxy:
         return
     stop_pidfile(state / "pids" / f"proxy-{name}.pid")
