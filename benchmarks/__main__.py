@@ -23,7 +23,7 @@ from typing import Any
 from . import report, stack
 from .client import Api
 from .stats import ratio
-from .summary import failures, print_older, print_summary
+from .summary import failures, print_older, print_summary, stock_failures
 
 log = logging.getLogger("benchmarks")
 
@@ -91,6 +91,8 @@ def main() -> int:
     print_older(everything, set(results))
     if png:
         print(f"\nchart: {png}")
+    for finding in stock_failures(results):
+        print(f"\nNOTE: {finding}")
     problems += failures(results)
     if problems:
         print(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TARGETS", "failures", "print_older", "print_summary"]
+__all__ = ["STOCK_FAILURE_SHARE", "TARGETS", "failures", "print_older", "print_summary", "stock_failures"]
 
 TARGETS = {
     "storm_p95_ratio": 1.05,
@@ -30,16 +30,48 @@ def _at_most(value: float | None, target: float) -> str:
     return _mark(None if value is None else value <= target)
 
 
+STOCK_FAILURE_SHARE = 0.05
+"""Spawns the stock hub may fail in a storm round that still counts (see :func:`stock_failures`)."""
+
+
+def _spawn_problem(size: str, kind: str, run: dict[str, Any]) -> str:
+    return f"storm {size}, {kind}: {run['ready']} of {run['users']} servers ready; failures {run['failures']}"
+
+
+def _stock_spawns_failed_within_share(run: dict[str, Any]) -> bool:
+    missing = run["users"] - run["ready"]
+    return 0 < missing <= STOCK_FAILURE_SHARE * run["users"]
+
+
+def stock_failures(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Storm rounds in which the stock hub itself failed a few spawns: a finding, not a broken run.
+
+    At 300 concurrent spawns on the 2-core machine the stock hub loses some pods to KubeSpawner's
+    own API timeouts ("Could not create pod" after its 30 s retry window), the failure mode the
+    issue cites from Rubin's hub. Such a round still compares the hubs: the stock hub's latencies
+    are over the servers that became ready (its failed ones, excluded, would only have raised its
+    p95). Ours failing anything, or the stock hub failing more than 5 % (a broken set-up, such as
+    pods that cannot find what they run), still fails the run.
+    """
+    out: list[str] = []
+    for size, r in results.get("storm", {}).get("rounds", {}).items():
+        run = r.get("baseline")
+        if run and _stock_spawns_failed_within_share(run):
+            out.append(_spawn_problem(size, "baseline", run) + " (the stock hub's own failures; figures over the rest)")
+    return out
+
+
 def failures(results: dict[str, dict[str, Any]]) -> list[str]:
     """What went wrong in this run's rounds: spawns not ready, failed logins, rotations, restarts."""
     out: list[str] = []
     for size, r in results.get("storm", {}).get("rounds", {}).items():
         for kind in ("ours", "baseline"):
             run = r.get(kind)
-            if run and (run["failures"] or run["ready"] < run["users"]):
-                out.append(
-                    f"storm {size}, {kind}: {run['ready']} of {run['users']} servers ready; failures {run['failures']}"
-                )
+            if not run or not (run["failures"] or run["ready"] < run["users"]):
+                continue
+            if kind == "baseline" and _stock_spawns_failed_within_share(run):
+                continue  # reported by stock_failures
+            out.append(_spawn_problem(size, kind, run))
             if run and (run.get("before_start") or {}).get("errors"):
                 out.append(f"storm {size}, {kind}: page views before Start failed: {run['before_start']['errors']}")
     for kind, r in results.get("logins", {}).items():

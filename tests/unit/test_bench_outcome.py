@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from benchmarks.report import _panels
-from benchmarks.summary import failures, print_older, print_summary
+from benchmarks.summary import failures, print_older, print_summary, stock_failures
 
 
 def _storm_round(ready: int, users: int, failed: dict[str, int]) -> dict[str, Any]:
@@ -28,6 +28,24 @@ def test_a_failed_spawn_fails_the_run() -> None:
     assert failures({"rotation": {"rotation_failures": {"TimeoutError": 1}}})
     restart = {"rounds": [{"kind": "ours", "problems": []}, {"kind": "baseline", "problems": ["3 pod(s) gone"]}]}
     assert failures({"restart": restart}) == ["restart round 2, baseline: 3 pod(s) gone"]
+
+
+def test_a_few_spawns_the_stock_hub_fails_are_a_finding_and_any_of_ours_a_failure() -> None:
+    """The stock hub losing 1 of 300 pods to its own API timeouts is reported, not a broken run;
+    ours losing one, or the stock hub losing more than 5 % (a broken set-up), fails the run."""
+    stock_lost_one = {"ours": _storm_round(300, 300, {}), "baseline": _storm_round(299, 300, {"spawn-failed": 1})}
+    results = {"storm": {"rounds": {"300": stock_lost_one}}}
+    assert failures(results) == []
+    (note,) = stock_failures(results)
+    assert note.startswith("storm 300, baseline: 299 of 300 servers ready") and "stock hub's own" in note
+
+    ours_lost_one = {"ours": _storm_round(299, 300, {"spawn-failed": 1}), "baseline": _storm_round(300, 300, {})}
+    assert failures({"storm": {"rounds": {"300": ours_lost_one}}}) == [
+        "storm 300, ours: 299 of 300 servers ready; failures {'spawn-failed': 1}"
+    ]
+    stock_broken = {"ours": _storm_round(300, 300, {}), "baseline": _storm_round(280, 300, {"spawn-failed": 20})}
+    assert len(failures({"storm": {"rounds": {"300": stock_broken}}})) == 1
+    assert stock_failures({"storm": {"rounds": {"300": stock_broken}}}) == []
 
 
 def test_summary_shows_this_run_and_dates_the_rest(capsys: pytest.CaptureFixture[str]) -> None:
