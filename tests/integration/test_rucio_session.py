@@ -160,8 +160,7 @@ def _spawn_following_progress(hub: HubHandle, user: str) -> list[str]:
     """Spawn like the spawn page does: follow the progress while the spawn request is still in flight."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         request = pool.submit(api, hub, "POST", f"/users/{user}/server", json={"profile": "base"})
-        time.sleep(0.5)
-        messages = progress_messages(hub, user)
+        messages = progress_messages(hub, user, wait_pending=30)
         assert request.result().status_code in (201, 202)
     return messages
 

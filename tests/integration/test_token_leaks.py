@@ -156,8 +156,7 @@ def test_refresh_failures_keep_the_session_and_show_nothing(hub: HubHandle, info
 def _spawn_following(hub: HubHandle, user: str) -> list[str]:
     with ThreadPoolExecutor(max_workers=1) as pool:
         request = pool.submit(api, hub, "POST", f"/users/{user}/server", json={"profile": "base"})
-        time.sleep(0.5)
-        messages = progress_messages(hub, user)
+        messages = progress_messages(hub, user, wait_pending=30)
         assert request.result().status_code in (201, 202)
     return messages
 

@@ -78,14 +78,26 @@ def stop(hub: HubHandle, name: str, timeout: float = 60) -> None:
     raise AssertionError(f"server of {name} did not stop within {timeout}s")
 
 
-def progress_messages(hub: HubHandle, user: str, timeout: float = 180) -> list[str]:
-    """The messages of ``user``'s spawn progress stream, as the spawn page shows them, until ready or failed."""
+def progress_messages(hub: HubHandle, user: str, timeout: float = 180, wait_pending: float = 0) -> list[str]:
+    """The messages of ``user``'s spawn progress stream, as the spawn page shows them, until ready or failed.
+
+    With ``wait_pending``, first retry (for up to that many seconds) while the hub answers 400
+    because the spawn has not begun yet: a spawn requested concurrently is followed from its start.
+    """
     import json
+    import time
 
     messages: list[str] = []
     url = f"{hub.api_url}/users/{user}/server/progress"
     headers = {"Authorization": f"token {hub.service_token}"}
-    with requests.get(url, headers=headers, stream=True, timeout=timeout) as resp:
+    deadline = time.monotonic() + wait_pending
+    while True:
+        resp = requests.get(url, headers=headers, stream=True, timeout=timeout)
+        if resp.status_code != 400 or time.monotonic() >= deadline:
+            break
+        resp.close()
+        time.sleep(0.005)
+    with resp:
         for line in resp.iter_lines(decode_unicode=True):
             if line and line.startswith("data:"):
                 event = json.loads(line[5:])
