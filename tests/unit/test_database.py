@@ -30,6 +30,15 @@ def _hub_session(path: Path) -> orm.Session:
     return orm.new_session_factory(f"sqlite:///{path}")()
 
 
+def _hub_with_user(path: Path, name: str) -> orm.Session:
+    """A WAL hub database at ``path`` with user ``name`` committed; its session, still open."""
+    database.apply_database(write_ahead_log=True)
+    session = _hub_session(path)
+    session.add(orm.User(name=name))
+    session.commit()
+    return session
+
+
 def _mode(path: Path) -> str:
     conn = sqlite3.connect(path)
     try:
@@ -40,10 +49,7 @@ def _mode(path: Path) -> str:
 
 def test_hub_database_is_in_wal_mode_and_keeps_what_it_commits(tmp_path: Path) -> None:
     db_file = tmp_path / "jupyterhub.sqlite"
-    database.apply_database(write_ahead_log=True)
-    session = _hub_session(db_file)
-    session.add(orm.User(name="alice.smith"))
-    session.commit()
+    session = _hub_with_user(db_file, "alice.smith")
     assert _mode(db_file) == "wal"
     assert (tmp_path / "jupyterhub.sqlite-wal").exists()
     # another reader on the host (an operator's sqlite3, a backup) sees the committed row
@@ -55,10 +61,7 @@ def test_hub_database_is_in_wal_mode_and_keeps_what_it_commits(tmp_path: Path) -
 
 def test_turning_it_off_converts_the_database_back_and_keeps_its_rows(tmp_path: Path) -> None:
     db_file = tmp_path / "jupyterhub.sqlite"
-    database.apply_database(write_ahead_log=True)
-    first = _hub_session(db_file)
-    first.add(orm.User(name="bob"))
-    first.commit()
+    first = _hub_with_user(db_file, "bob")
     first.close()
     first.get_bind().dispose()
     assert _mode(db_file) == "wal"
